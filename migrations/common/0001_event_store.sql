@@ -1,0 +1,32 @@
+-- The event store and its bookkeeping, created in each service's own schema.
+
+-- Every event the service ever recorded. `position` is gap-free and commits in order (appends
+-- hold an advisory lock), `version` orders events within a stream.
+create table events (
+    position       bigint primary key,
+    event_id       uuid not null unique,
+    stream         text not null,
+    version        bigint not null,
+    event_type     text not null,
+    occurred_at    timestamptz not null,
+    actor          text not null,
+    correlation_id uuid not null,
+    causation_id   uuid not null,
+    data           jsonb not null,
+    unique (stream, version)
+);
+
+-- How far the outbox relay has published this log to JetStream.
+create table relay_cursor (
+    id       boolean primary key default true check (id),
+    position bigint not null
+);
+insert into relay_cursor (position) values (0);
+
+-- The last version applied of every foreign stream this service consumes. Updated in the same
+-- transaction as the effects of the event, so an event is applied exactly once.
+create table consumed_streams (
+    stream  text primary key,
+    version bigint not null,
+    applied_at timestamptz not null default now()
+);

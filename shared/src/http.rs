@@ -1,0 +1,159 @@
+//! HTTP plumbing shared by the services: extractors whose rejections are problem+json, the
+//! fallback, request metrics.
+
+use std::time::Instant;
+
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::{header, request::Parts, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::{ApiError, FieldError};
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A JSON body: 415 unless `Content-Type` is JSON, 413 over 64 KiB, 400 when malformed or of the
+/// wrong types, 422 when a required field is missing.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType("the request body must be application/json".into()));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(format!("cannot read the request body: {e}"))
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses JSON with the error classes of CONTRACT §3.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("the body is not well-formed JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if let Some(rest) = inner.strip_prefix("missing field `") {
+            let field = rest.trim_end_matches('`');
+            let full = if path == "." || path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+            ApiError::invalid(vec![FieldError::new(full, "is required")])
+        } else {
+            ApiError::BadRequest(format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// Query parameters with a problem+json 400 on failure.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryParams<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or("");
+        serde_urlencoded_from_str(q).map(QueryParams)
+    }
+}
+
+fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| ApiError::BadRequest("bad query string".into()))?)
+        .map(|axum::extract::Query(t)| t)
+        .map_err(|e| ApiError::BadRequest(format!("bad query parameters: {}", e.body_text())))
+}
+
+/// A UUID path segment; anything else is an unknown id (404).
+pub struct PathId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound("no such resource".into()))?;
+        raw.parse().map(PathId).map_err(|_| ApiError::NotFound(format!("{raw} is not a known id")))
+    }
+}
+
+pub async fn fallback() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+/// Turns axum's plain-text 405 into problem+json.
+pub async fn problem_for_plain_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED && res.headers().get(header::CONTENT_TYPE).is_none() {
+        return ApiError::MethodNotAllowed("method not allowed on this route".into()).into_response();
+    }
+    res
+}
+
+/// Request count and latency per route.
+pub async fn track_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("qingling_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("qingling_http_request_duration_seconds", "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Body {
+        n: i32,
+        inner: Inner,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Inner {
+        s: String,
+    }
+
+    #[test]
+    fn json_errors_have_the_contract_classes() {
+        assert!(matches!(parse_json::<Body>(b"{not json"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(parse_json::<Body>(br#"{"n":"x","inner":{"s":"a"}}"#), Err(ApiError::BadRequest(m)) if m.contains('n')));
+        match parse_json::<Body>(br#"{"n":1,"inner":{}}"#) {
+            Err(ApiError::Unprocessable { errors, .. }) => assert_eq!(errors[0].field, "inner.s"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_json::<Body>(br#"{"n":1,"inner":{"s":"a"}}"#).is_ok());
+    }
+}

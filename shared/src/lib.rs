@@ -1,0 +1,22 @@
+//! What every Qingling service shares: configuration, the event envelope, the PostgreSQL event
+//! store, the outbox relay to JetStream, the idempotent consumer, auth, problem+json errors, the
+//! organisation directory and the HTTP/run-time plumbing.
+
+pub mod auth;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod error;
+pub mod event;
+pub mod http;
+pub mod nats;
+pub mod orgs;
+pub mod relay;
+pub mod runtime;
+pub mod store;
+
+pub use auth::{Caller, Claims, JwtKeys, Role};
+pub use config::Config;
+pub use error::{ApiError, FieldError};
+pub use event::{Envelope, EventMeta, NewEvent};
+pub use orgs::{Catalog, Orgs};

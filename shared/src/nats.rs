@@ -1,0 +1,80 @@
+//! NATS connection, the JetStream stream, and the server-version guard.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use async_nats::jetstream;
+
+/// The oldest server this code trusts: older ones lose streams on crash and mishandle
+/// multi-filter consumers.
+pub const MIN_SERVER: (u64, u64) = (2, 10);
+
+pub fn stream_name(prefix: &str) -> String {
+    format!("{}_EVENTS", prefix.to_uppercase().replace('-', "_"))
+}
+
+pub fn subject(prefix: &str, service: &str, event_type: &str) -> String {
+    format!("{prefix}.{service}.{event_type}")
+}
+
+/// Connects in the background (retrying forever), so a service starts and serves while NATS is
+/// down; waits up to `wait` for the first connection.
+pub async fn connect(url: &str, name: &str, wait: Duration) -> anyhow::Result<async_nats::Client> {
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .event_callback(|ev| async move {
+            match ev {
+                async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                async_nats::Event::Connected => tracing::info!("NATS connected"),
+                other => tracing::debug!(event = %other, "NATS event"),
+            }
+        })
+        .connect(url)
+        .await
+        .with_context(|| format!("bad NATS_URL {url}"))?;
+    let deadline = tokio::time::Instant::now() + wait;
+    while !is_connected(&client) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if is_connected(&client) {
+        check_version(&client)?;
+    } else {
+        tracing::warn!(url, "NATS is not reachable yet; events are kept in PostgreSQL and published when it returns");
+    }
+    Ok(client)
+}
+
+pub fn is_connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}
+
+/// Refuses a server older than 2.10.
+pub fn check_version(client: &async_nats::Client) -> anyhow::Result<()> {
+    let v = client.server_info().version;
+    let mut parts = v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u64>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < MIN_SERVER {
+        bail!("nats-server {v} is too old: Qingling needs {}.{} or newer (see scripts/services-up)", MIN_SERVER.0, MIN_SERVER.1);
+    }
+    Ok(())
+}
+
+/// Creates (or finds) the stream `<PREFIX>_EVENTS` capturing `<prefix>.>`.
+pub async fn ensure_stream(js: &jetstream::Context, prefix: &str, replicas: usize) -> anyhow::Result<jetstream::stream::Stream> {
+    let cfg = jetstream::stream::Config {
+        name: stream_name(prefix),
+        subjects: vec![format!("{prefix}.>")],
+        storage: jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        num_replicas: replicas.max(1),
+        ..Default::default()
+    };
+    js.get_or_create_stream(cfg).await.map_err(|e| anyhow::anyhow!("cannot create JetStream stream {}: {e}", stream_name(prefix)))
+}
+
+pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new().timeout(Duration::from_secs(5)).build(client)
+}

@@ -1,0 +1,193 @@
+//! Start-up, serving and graceful shutdown, the same for every service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::sync::{watch, Notify};
+
+use crate::consumer::{Apply, Consumer};
+use crate::db::{self, Migration};
+use crate::relay::Relay;
+use crate::{nats, Config};
+
+/// What distinguishes one service from another at start-up.
+pub struct ServiceSpec {
+    /// `intake`, `ledger` or `closure`: the NATS subject segment, the schema and the durable name.
+    pub name: &'static str,
+    pub addr_var: &'static str,
+    pub default_addr: &'static str,
+    pub migrations: &'static [Migration],
+    /// The services whose events this one consumes.
+    pub listens_to: &'static [&'static str],
+}
+
+/// The connections and handles a running service holds.
+#[derive(Clone)]
+pub struct Runtime {
+    pub service: &'static str,
+    pub config: Config,
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    /// Poke after a commit that appended events, so the relay publishes at once.
+    pub relay_wake: Arc<Notify>,
+    metrics: PrometheusHandle,
+}
+
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("QINGLING_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+impl Runtime {
+    pub async fn start(spec: &ServiceSpec) -> anyhow::Result<Self> {
+        let config = Config::from_env(spec.addr_var, spec.default_addr)?;
+        if config.dev {
+            tracing::warn!("QINGLING_DEV=1: using the fixed DEVELOPMENT JWT secret. Never run like this in production.");
+        }
+        let metrics = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("seconds".into()),
+                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            )?
+            .install_recorder()
+            .context("cannot install the metrics recorder")?;
+        let pool = db::connect(&config.database_url, spec.name, 16).await?;
+        db::migrate(&pool, spec.name, spec.migrations).await?;
+        let nats = nats::connect(&config.nats_url, &format!("qingling-{}", spec.name), Duration::from_secs(5)).await?;
+        let js = nats::jetstream(nats.clone());
+        if nats::is_connected(&nats) {
+            nats::ensure_stream(&js, &config.nats_prefix, config.nats_replicas).await?;
+        }
+        Ok(Self { service: spec.name, config, pool, nats, js, relay_wake: Arc::new(Notify::new()), metrics })
+    }
+
+    /// Serves `app` with the common routes until SIGTERM/SIGINT, running the relay and the
+    /// consumer beside it; then finishes in-flight requests, publishes what is owed, exits.
+    pub async fn serve<A: Apply>(self, spec: &ServiceSpec, app: Router, handler: A) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let relay = Relay {
+            pool: self.pool.clone(),
+            js: self.js.clone(),
+            prefix: self.config.nats_prefix.clone(),
+            service: self.service,
+            wake: self.relay_wake.clone(),
+        };
+        let relay_task = tokio::spawn(relay.run(stop_rx.clone()));
+        let consumer = Consumer {
+            pool: self.pool.clone(),
+            js: self.js.clone(),
+            stream: nats::stream_name(&self.config.nats_prefix),
+            durable: self.service.to_string(),
+            subjects: spec.listens_to.iter().map(|s| format!("{}.{s}.>", self.config.nats_prefix)).collect(),
+            handler: Arc::new(handler),
+        };
+        let stream_setup = {
+            let (js, prefix, replicas) = (self.js.clone(), self.config.nats_prefix.clone(), self.config.nats_replicas);
+            async move {
+                // The stream may not exist yet if NATS was down at start.
+                loop {
+                    match nats::ensure_stream(&js, &prefix, replicas).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "stream not ready");
+                            tokio::time::sleep(Duration::from_secs(1)).await
+                        }
+                    }
+                }
+            }
+        };
+        let consumer_rx = stop_rx.clone();
+        let consumer_task = tokio::spawn(async move {
+            let mut rx = consumer_rx.clone();
+            tokio::select! {
+                _ = stream_setup => consumer.run(consumer_rx).await,
+                _ = rx.changed() => {}
+            }
+        });
+
+        let router = app.merge(self.common_routes()).fallback(crate::http::fallback).layer(DefaultBodyLimit::max(crate::http::MAX_BODY)).layer(
+            axum::middleware::from_fn(crate::http::problem_for_plain_errors),
+        );
+        let router = router.route_layer(axum::middleware::from_fn(crate::http::track_metrics));
+        let listener = tokio::net::TcpListener::bind(&self.config.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", self.config.listen_addr))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(service = self.service, %addr, "listening");
+        // Tests and scripts read this line to find the port.
+        println!("qingling-{} listening on http://{addr}", self.service);
+        axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+        tracing::info!(service = self.service, "stopping: requests finished, publishing what is owed");
+        stop_tx.send(true).ok();
+        consumer_task.await.ok();
+        relay_task.await.ok();
+        self.nats.flush().await.ok();
+        self.pool.close().await;
+        tracing::info!(service = self.service, "stopped");
+        Ok(())
+    }
+
+    fn common_routes(&self) -> Router {
+        let (pool, nats, handle) = (self.pool.clone(), self.nats.clone(), self.metrics.clone());
+        Router::new()
+            .route(
+                "/healthz",
+                get(move || {
+                    let (pool, nats) = (pool.clone(), nats.clone());
+                    async move { health(&pool, &nats).await }
+                }),
+            )
+            .route(
+                "/metrics",
+                get(move || {
+                    let handle = handle.clone();
+                    async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()) }
+                }),
+            )
+    }
+}
+
+async fn health(pool: &PgPool, nats: &async_nats::Client) -> impl IntoResponse {
+    let db_ok = tokio::time::timeout(Duration::from_secs(2), sqlx::query("select 1").execute(pool)).await.is_ok_and(|r| r.is_ok());
+    let nats_ok = nats::is_connected(nats);
+    let ok = db_ok && nats_ok;
+    let checks = json!({"database": if db_ok {"ok"} else {"down"}, "nats": if nats_ok {"ok"} else {"down"}});
+    if ok {
+        (StatusCode::OK, Json(json!({"status": "ok", "checks": checks})))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "degraded", "checks": checks})))
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received");
+}
