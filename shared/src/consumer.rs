@@ -22,6 +22,9 @@ use crate::store::StoreError;
 /// A service's projection logic for foreign events. Runs inside the consumer's transaction.
 pub trait Apply: Send + Sync + 'static {
     fn apply(&self, conn: &mut PgConnection, ev: &Envelope) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Called after an applied event's transaction committed (e.g. to wake the relay).
+    fn committed(&self) {}
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -73,6 +76,7 @@ pub async fn apply_once<A: Apply>(pool: &PgPool, handler: &A, ev: &Envelope) -> 
             return Ok(Outcome::Duplicate);
         }
         tx.commit().await?;
+        handler.committed();
         metrics::counter!("qingling_events_consumed_total", "event_type" => ev.event_type.clone()).increment(1);
         return Ok(Outcome::Applied);
     }

@@ -1,0 +1,52 @@
+-- intake's projections. Rebuildable from intake's log and the ledger events it consumed.
+
+create table complaints (
+    complaint_id  uuid primary key,
+    district      text not null,
+    street        text not null,
+    category      text not null,
+    urgency       text not null,
+    point_id      uuid not null,
+    point         jsonb not null,
+    description   text not null,
+    received_at   timestamptz not null,
+    dispatched_at timestamptz not null,
+    respond_by    timestamptz not null,
+    resolve_by    timestamptz not null,
+    status        text not null,
+    item_id       uuid,
+    created_by    text not null,
+    updated_at    timestamptz not null
+);
+create index complaints_item on complaints (item_id);
+create index complaints_street on complaints (district, street, received_at);
+
+-- 一案一档: every event that touched a complaint, its own and the ledger's.
+create table complaint_history (
+    complaint_id uuid not null,
+    event_id     uuid not null,
+    event_type   text not null,
+    at           timestamptz not null,
+    actor        text not null,
+    data         jsonb not null,
+    primary key (complaint_id, event_id)
+);
+
+-- Callers' personal data stays out of the immutable event log (and off NATS), so it can be
+-- masked or erased without rewriting history.
+create table callers (
+    complaint_id uuid primary key,
+    name         text,
+    phone        text
+);
+
+-- Idempotency-Key: the saved first response, written in the same transaction as the events.
+create table idempotency (
+    actor        text not null,
+    key          text not null,
+    request_hash text not null,
+    status       int not null,
+    response     jsonb not null,
+    created_at   timestamptz not null default now(),
+    primary key (actor, key)
+);

@@ -1,0 +1,56 @@
+-- The ledger's projections (动态台账). Rebuildable from the ledger's own log.
+
+create table items (
+    item_id         uuid primary key,
+    district        text not null,
+    street          text not null,
+    category        text not null,
+    point_id        uuid not null,
+    point           jsonb not null,
+    description     text not null default '',
+    source          text not null,
+    urgency         text not null default 'normal',
+    status          text not null,
+    complaint_ids   uuid[] not null default '{}',
+    registered_at   timestamptz not null,
+    acknowledged_at timestamptz,
+    respond_by      timestamptz,
+    resolve_by      timestamptz,
+    overdue         text[] not null default '{}',
+    written_off_at  timestamptz,
+    write_off_kind  text,
+    closure_id      uuid,
+    rebound_of      uuid,
+    updated_at      timestamptz not null
+);
+-- One open item per point and category: a race can never register two.
+create unique index items_one_open_per_point on items (point_id, category) where status <> 'written_off';
+create index items_by_street on items (district, street, category, status);
+create index items_by_point on items (point_id, category, written_off_at);
+
+-- 台账流水: every registration and every write-off, keyed by the position of its event in the
+-- ledger's log (gap-free, committed in order), so paging with `after` never skips a row.
+create table journal (
+    position       bigint primary key,
+    kind           text not null,
+    item_id        uuid not null,
+    district       text not null,
+    street         text not null,
+    category       text not null,
+    point_id       uuid not null,
+    at             timestamptz not null,
+    actor          text not null,
+    complaint_id   uuid,
+    closure_id     uuid,
+    write_off_kind text
+);
+create index journal_by_street on journal (district, street, position);
+
+-- When a street (or, with street = '', the whole district) last reached dynamic zero.
+create table zero_marks (
+    district   text not null,
+    street     text not null,
+    category   text not null,
+    zero_since timestamptz,
+    primary key (district, street, category)
+);

@@ -1,0 +1,30 @@
+//! qingling-intake: complaints (接诉), dispatch (派单), follow-up (回访).
+
+pub mod consumer;
+pub mod domain;
+pub mod http;
+pub mod store;
+
+use qingling_shared::runtime::{Runtime, ServiceSpec};
+use qingling_shared::{Catalog, JwtKeys, Orgs};
+
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "intake",
+    addr_var: "QINGLING_INTAKE_ADDR",
+    default_addr: "127.0.0.1:8081",
+    migrations: &[("0002_complaints", include_str!("../../../migrations/intake/0002_complaints.sql"))],
+    listens_to: &["ledger"],
+};
+
+pub async fn run() -> anyhow::Result<()> {
+    let rt = Runtime::start(&SPEC).await?;
+    let state = http::AppState {
+        pool: rt.pool.clone(),
+        keys: JwtKeys::new(&rt.config.jwt_secret),
+        orgs: Orgs::load()?,
+        catalog: Catalog::load()?,
+        limits: rt.config.limits,
+        relay_wake: rt.relay_wake.clone(),
+    };
+    rt.serve(&SPEC, http::router(state), consumer::LedgerEvents).await
+}

@@ -1,0 +1,335 @@
+//! The ledger's HTTP routes (CONTRACT §5).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use qingling_shared::http::{PathId, QueryParams};
+use qingling_shared::store::{self as events, StoreError};
+use qingling_shared::{ApiError, Caller, EventMeta, JwtKeys, Orgs, Role};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::app::{self, CommandError};
+use crate::domain::{DomainError, Item, ItemEvent};
+use crate::store::{self, ItemFilter, ItemRow};
+
+pub const DEFAULT_CATEGORY: &str = "basement_illegal_residence";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub keys: JwtKeys,
+    pub orgs: Orgs,
+    pub relay_wake: Arc<Notify>,
+}
+
+impl FromRef<AppState> for JwtKeys {
+    fn from_ref(s: &AppState) -> Self {
+        s.keys.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/ledger/items", get(list_items))
+        .route("/v1/ledger/items/{id}", get(get_item))
+        .route("/v1/ledger/items/{id}/acknowledge", post(acknowledge))
+        .route("/v1/ledger/summary", get(summary))
+        .route("/v1/ledger/entries", get(entries))
+        .with_state(state)
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::NotFound(id) => ApiError::NotFound(format!("no item {id}")),
+            CommandError::Domain(DomainError::Conflict(m)) => ApiError::conflict(m),
+            CommandError::Store(e) => e.into(),
+            CommandError::Other(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+/// The district a caller works in, when the request does not name one.
+fn home_district(s: &AppState, caller: &Caller) -> Option<String> {
+    match caller.role {
+        Role::Street => s.orgs.district_of(&caller.org).map(|d| d.code.clone()),
+        _ if caller.org == "*" => None,
+        _ => Some(caller.org.clone()),
+    }
+}
+
+fn item_json(r: &ItemRow) -> Value {
+    json!({
+        "item_id": r.item_id, "district": r.district, "street": r.street, "category": r.category,
+        "point_id": r.point_id, "point": r.point, "description": r.description, "source": r.source,
+        "urgency": r.urgency, "status": r.status, "complaint_ids": r.complaint_ids,
+        "registered_at": r.registered_at, "acknowledged_at": r.acknowledged_at,
+        "respond_by": r.respond_by, "resolve_by": r.resolve_by, "overdue": r.overdue,
+        "written_off_at": r.written_off_at, "write_off_kind": r.write_off_kind,
+        "closure_id": r.closure_id, "rebound_of": r.rebound_of,
+    })
+}
+
+async fn item_detail(c: &mut sqlx::PgConnection, r: &ItemRow) -> Result<Value, ApiError> {
+    let history: Vec<Value> = events::read_stream(c, &app::stream_of(r.item_id))
+        .await?
+        .into_iter()
+        .map(|e| json!({"event_type": e.event_type, "at": e.occurred_at, "actor": e.actor, "version": e.version, "data": e.data}))
+        .collect();
+    let mut v = item_json(r);
+    v["history"] = json!(history);
+    Ok(v)
+}
+
+/// Finds an item the caller may see (404 unknown, 403 another's).
+async fn visible_item(s: &AppState, caller: &Caller, id: Uuid) -> Result<ItemRow, ApiError> {
+    caller.require(&[Role::Street, Role::Reviewer, Role::District, Role::Operator])?;
+    let row = store::get_item(&mut *s.pool.acquire().await?, id).await?.ok_or_else(|| ApiError::NotFound(format!("no item {id}")))?;
+    caller.ensure_covers(&row.district, &row.street)?;
+    Ok(row)
+}
+
+async fn get_item(State(s): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+    let row = visible_item(&s, &caller, id).await?;
+    Ok(Json(item_detail(&mut *s.pool.acquire().await?, &row).await?))
+}
+
+/// Runs a street's command on its item, retrying when it loses a race with another writer of the
+/// same item (the domain then decides again on the fresh state).
+async fn street_command(
+    s: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    decide: impl Fn(&Item) -> Result<Vec<ItemEvent>, DomainError>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Street])?;
+    visible_item(s, caller, id).await?;
+    let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = s.pool.begin().await?;
+        match app::execute(&mut tx, id, &meta, &decide).await {
+            Ok(_) => {
+                tx.commit().await?;
+                s.relay_wake.notify_one();
+                break;
+            }
+            Err(CommandError::Store(StoreError::Conflict { .. })) if attempt < 5 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut c = s.pool.acquire().await?;
+    let row = store::get_item(&mut c, id).await?.ok_or_else(|| ApiError::NotFound(format!("no item {id}")))?;
+    Ok(Json(item_detail(&mut c, &row).await?))
+}
+
+/// 签收.
+async fn acknowledge(State(s): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+    street_command(&s, &caller, id, |i| i.acknowledge()).await
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    street: Option<String>,
+    status: Option<String>,
+    category: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn list_items(State(s): State<AppState>, caller: Caller, QueryParams(q): QueryParams<ListQuery>) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Street, Role::Reviewer, Role::District, Role::Operator])?;
+    let district = home_district(&s, &caller);
+    let street = match (&caller.role, q.street.filter(|x| !x.is_empty())) {
+        (Role::Street, Some(st)) if st != caller.org => return Err(ApiError::Forbidden(format!("street {} may not list street {st}", caller.org))),
+        (Role::Street, _) => Some(caller.org.clone()),
+        (_, Some(st)) => {
+            let covered = match &district {
+                Some(d) => s.orgs.street(d, &st).is_some(),
+                None => s.orgs.district_of(&st).is_some(),
+            };
+            if !covered {
+                return Err(ApiError::Forbidden(format!("street {st} is not in your district")));
+            }
+            Some(st)
+        }
+        (_, None) => None,
+    };
+    let status = q.status.filter(|x| !x.is_empty());
+    if let Some(st) = &status {
+        if !["open", "closure_pending", "written_off"].contains(&st.as_str()) {
+            return Err(ApiError::invalid_field("status", "must be open, closure_pending or written_off"));
+        }
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "must be between 1 and 500"));
+    }
+    let before = match q.cursor.filter(|x| !x.is_empty()) {
+        None => None,
+        Some(c) => Some(c.parse::<Uuid>().map_err(|_| ApiError::BadRequest("cursor is not one this API gave out".into()))?),
+    };
+    let filter = ItemFilter { district, street, status, category: q.category.filter(|x| !x.is_empty()), before, limit };
+    let rows = store::list_items(&mut *s.pool.acquire().await?, &filter).await?;
+    let next = if rows.len() as i64 == limit { rows.last().map(|r| r.item_id.to_string()) } else { None };
+    Ok(Json(json!({"items": rows.iter().map(item_json).collect::<Vec<_>>(), "next_cursor": next})))
+}
+
+#[derive(Deserialize)]
+struct SummaryQuery {
+    district: Option<String>,
+    category: Option<String>,
+}
+
+/// Resolves the district a read concerns and checks the caller may read it.
+fn readable_district(s: &AppState, caller: &Caller, asked: Option<String>) -> Result<String, ApiError> {
+    caller.require(&[Role::District, Role::Reviewer, Role::Operator, Role::Street])?;
+    let district = asked.filter(|d| !d.is_empty()).or_else(|| home_district(s, caller)).ok_or_else(|| ApiError::invalid_field("district", "is required"))?;
+    if s.orgs.district(&district).is_none() {
+        return Err(ApiError::invalid_field("district", format!("unknown district {district:?}")));
+    }
+    let ok = match caller.role {
+        Role::Street => s.orgs.street(&district, &caller.org).is_some(),
+        _ => caller.covers_district(&district),
+    };
+    if !ok {
+        return Err(ApiError::Forbidden(format!("{} {} may not read district {district}", caller.role.as_str(), caller.org)));
+    }
+    Ok(district)
+}
+
+/// 动态清零: per street and for the district.
+async fn summary(State(s): State<AppState>, caller: Caller, QueryParams(q): QueryParams<SummaryQuery>) -> Result<Json<Value>, ApiError> {
+    let district = readable_district(&s, &caller, q.district)?;
+    let category = q.category.filter(|c| !c.is_empty()).unwrap_or_else(|| DEFAULT_CATEGORY.into());
+    let mut c = s.pool.acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *c).await?;
+    // One snapshot for counts and marks.
+    sqlx::query("set transaction isolation level repeatable read, read only").execute(&mut *tx).await?;
+    let counts = store::street_counts(&mut tx, &district, &category).await?;
+    let marks = store::zero_marks(&mut tx, &district, &category).await?;
+    tx.commit().await?;
+    let mark = |street: &str| marks.iter().find(|(s, _)| s == street).and_then(|(_, z)| *z);
+    let d = s.orgs.district(&district).expect("checked");
+    let mut streets = Vec::new();
+    let mut total = store::StreetCounts::default();
+    for st in &d.streets {
+        if caller.role == Role::Street && st.code != caller.org {
+            continue;
+        }
+        let k = counts.iter().find(|k| k.street == st.code).cloned().unwrap_or_default();
+        let open = k.registered_total - k.written_off_total;
+        total.registered_total += k.registered_total;
+        total.written_off_total += k.written_off_total;
+        total.acknowledged += k.acknowledged;
+        total.closure_pending += k.closure_pending;
+        total.overdue += k.overdue;
+        streets.push(json!({
+            "street": st.code, "name": st.name, "open": open, "registered_total": k.registered_total,
+            "written_off_total": k.written_off_total, "acknowledged": k.acknowledged,
+            "closure_pending": k.closure_pending, "overdue": k.overdue, "dynamic_zero": open == 0,
+            "zero_since": if open == 0 { mark(&st.code) } else { None },
+        }));
+    }
+    let open = total.registered_total - total.written_off_total;
+    let zero_since = match (open, caller.role) {
+        (0, Role::Street) => mark(&caller.org),
+        (0, _) => mark(""),
+        _ => None,
+    };
+    Ok(Json(json!({
+        "district": district, "category": category, "open": open,
+        "registered_total": total.registered_total, "written_off_total": total.written_off_total,
+        "acknowledged": total.acknowledged, "closure_pending": total.closure_pending, "overdue": total.overdue,
+        "dynamic_zero": open == 0, "zero_since": zero_since, "as_of": Utc::now(), "streets": streets,
+    })))
+}
+
+#[derive(Deserialize)]
+struct EntriesQuery {
+    district: Option<String>,
+    street: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+    format: Option<String>,
+}
+
+const CSV_HEADER: [&str; 12] =
+    ["position", "kind", "item_id", "district", "street", "category", "point_id", "at", "actor", "complaint_id", "closure_id", "write_off_kind"];
+
+/// 台账流水: registrations and write-offs in the order they happened, as JSON or CSV.
+async fn entries(State(s): State<AppState>, caller: Caller, headers: HeaderMap, QueryParams(q): QueryParams<EntriesQuery>) -> Result<Response, ApiError> {
+    let district = readable_district(&s, &caller, q.district)?;
+    let street = match (caller.role, q.street.filter(|x| !x.is_empty())) {
+        (Role::Street, Some(st)) if st != caller.org => return Err(ApiError::Forbidden(format!("street {} may not read street {st}", caller.org))),
+        (Role::Street, _) => Some(caller.org.clone()),
+        (_, st) => st,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let after = q.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::invalid_field("after", "must not be negative"));
+    }
+    let rows = store::journal_after(&mut *s.pool.acquire().await?, Some(&district), street.as_deref(), after, limit).await?;
+    let wants_csv = q.format.as_deref() == Some("csv")
+        || headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        let mut out = String::from("\u{feff}");
+        out.push_str(&CSV_HEADER.join(","));
+        out.push_str("\r\n");
+        let opt = |u: Option<Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
+        for r in &rows {
+            let cells = [
+                r.position.to_string(),
+                r.kind.clone(),
+                r.item_id.to_string(),
+                r.district.clone(),
+                r.street.clone(),
+                r.category.clone(),
+                r.point_id.to_string(),
+                r.at.to_rfc3339(),
+                r.actor.clone(),
+                opt(r.complaint_id),
+                opt(r.closure_id),
+                r.write_off_kind.clone().unwrap_or_default(),
+            ];
+            out.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+            out.push_str("\r\n");
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
+    }
+    let next_after = if rows.len() as i64 == limit { rows.last().map(|r| r.position) } else { None };
+    let entries: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            if r.kind == "registration" {
+                v.as_object_mut().map(|o| (o.remove("closure_id"), o.remove("write_off_kind")));
+            } else {
+                v.as_object_mut().map(|o| o.remove("complaint_id"));
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({"entries": entries, "next_after": next_after})).into_response())
+}
+
+/// RFC 4180 quoting; a leading formula character is neutralised so a spreadsheet shows text.
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}

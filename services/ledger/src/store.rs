@@ -1,0 +1,300 @@
+//! The ledger's SQL: the items projection, the journal, dynamic-zero marks, and their queries.
+
+use chrono::{DateTime, Utc};
+use qingling_shared::Envelope;
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::ItemEvent;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ItemRow {
+    pub item_id: Uuid,
+    pub district: String,
+    pub street: String,
+    pub category: String,
+    pub point_id: Uuid,
+    pub point: Value,
+    pub description: String,
+    pub source: String,
+    pub urgency: String,
+    pub status: String,
+    pub complaint_ids: Vec<Uuid>,
+    pub registered_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub respond_by: Option<DateTime<Utc>>,
+    pub resolve_by: Option<DateTime<Utc>>,
+    pub overdue: Vec<String>,
+    pub written_off_at: Option<DateTime<Utc>>,
+    pub write_off_kind: Option<String>,
+    pub closure_id: Option<Uuid>,
+    pub rebound_of: Option<Uuid>,
+}
+
+const ITEM_COLUMNS: &str = "item_id, district, street, category, point_id, point, description, source, urgency, status,
+    complaint_ids, registered_at, acknowledged_at, respond_by, resolve_by, overdue, written_off_at, write_off_kind,
+    closure_id, rebound_of";
+
+/// Brings the projections up to date with one appended item event (same transaction).
+pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sqlx::Result<()> {
+    let at = env.occurred_at;
+    match ev {
+        ItemEvent::ItemRegistered(r) => {
+            sqlx::query(
+                "insert into items (item_id, district, street, category, point_id, point, description, source, urgency, status,
+                    complaint_ids, registered_at, respond_by, resolve_by, rebound_of, updated_at)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'registered', $10, $11, $12, $13, $14, $11)",
+            )
+            .bind(r.item_id)
+            .bind(&r.district)
+            .bind(&r.street)
+            .bind(&r.category)
+            .bind(r.point_id)
+            .bind(&r.point)
+            .bind(&r.description)
+            .bind(&r.source)
+            .bind(&r.urgency)
+            .bind(r.complaint_id.into_iter().collect::<Vec<_>>())
+            .bind(at)
+            .bind(r.respond_by)
+            .bind(r.resolve_by)
+            .bind(r.rebound_of)
+            .execute(&mut *c)
+            .await?;
+            journal(c, env, "registration", r.item_id, &r.district, &r.street, &r.category, r.point_id, r.complaint_id, None, None).await?;
+            sqlx::query(
+                "insert into zero_marks (district, street, category, zero_since) values ($1, $2, $3, null), ($1, '', $3, null)
+                 on conflict (district, street, category) do update set zero_since = null",
+            )
+            .bind(&r.district)
+            .bind(&r.street)
+            .bind(&r.category)
+            .execute(&mut *c)
+            .await?;
+        }
+        ItemEvent::ComplaintLinked { item_id, complaint_id } => {
+            sqlx::query("update items set complaint_ids = array_append(complaint_ids, $2), updated_at = $3 where item_id = $1")
+                .bind(item_id)
+                .bind(complaint_id)
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+        }
+        ItemEvent::ItemAcknowledged { item_id, .. } => {
+            sqlx::query("update items set status = 'acknowledged', acknowledged_at = $2, updated_at = $2 where item_id = $1")
+                .bind(item_id)
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+        }
+        ItemEvent::ItemClosurePending { item_id, closure_id, .. } => {
+            sqlx::query("update items set status = 'closure_pending', closure_id = $2, updated_at = $3 where item_id = $1")
+                .bind(item_id)
+                .bind(closure_id)
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+        }
+        ItemEvent::ItemClosureRejected { item_id, .. } => {
+            sqlx::query("update items set status = 'acknowledged', closure_id = null, updated_at = $2 where item_id = $1")
+                .bind(item_id)
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+        }
+        ItemEvent::ItemWrittenOff(w) => {
+            sqlx::query(
+                "update items set status = 'written_off', written_off_at = $2, write_off_kind = $3, closure_id = $4, updated_at = $2
+                 where item_id = $1",
+            )
+            .bind(w.item_id)
+            .bind(at)
+            .bind(&w.kind)
+            .bind(w.closure_id)
+            .execute(&mut *c)
+            .await?;
+            journal(c, env, "write_off", w.item_id, &w.district, &w.street, &w.category, w.point_id, None, w.closure_id, Some(&w.kind)).await?;
+            // Dynamic zero reached for the street, and perhaps the district, at this moment.
+            sqlx::query(
+                "update zero_marks z set zero_since = $4
+                 where z.district = $1 and z.category = $3 and z.street in ($2, '') and z.zero_since is null
+                   and not exists (select 1 from items i where i.district = $1 and i.category = $3
+                                   and (z.street = '' or i.street = z.street) and i.status <> 'written_off')",
+            )
+            .bind(&w.district)
+            .bind(&w.street)
+            .bind(&w.category)
+            .bind(at)
+            .execute(&mut *c)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn journal(
+    c: &mut PgConnection,
+    env: &Envelope,
+    kind: &str,
+    item_id: Uuid,
+    district: &str,
+    street: &str,
+    category: &str,
+    point_id: Uuid,
+    complaint_id: Option<Uuid>,
+    closure_id: Option<Uuid>,
+    write_off_kind: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into journal (position, kind, item_id, district, street, category, point_id, at, actor, complaint_id, closure_id, write_off_kind)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(env.position)
+    .bind(kind)
+    .bind(item_id)
+    .bind(district)
+    .bind(street)
+    .bind(category)
+    .bind(point_id)
+    .bind(env.occurred_at)
+    .bind(&env.actor)
+    .bind(complaint_id)
+    .bind(closure_id)
+    .bind(write_off_kind)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_item(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ItemRow>> {
+    let sql = format!("select {ITEM_COLUMNS} from items where item_id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await
+}
+
+/// The open item of a category at a point, if any.
+pub async fn open_item_at(c: &mut PgConnection, point_id: Uuid, category: &str) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("select item_id from items where point_id = $1 and category = $2 and status <> 'written_off'")
+        .bind(point_id)
+        .bind(category)
+        .fetch_optional(c)
+        .await
+}
+
+/// The last item at a point written off (as rectified or unfounded) since `since`: a new item
+/// there is a rebound (反弹).
+pub async fn recent_write_off_at(c: &mut PgConnection, point_id: Uuid, category: &str, since: DateTime<Utc>) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "select item_id from items where point_id = $1 and category = $2 and status = 'written_off'
+           and write_off_kind in ('rectified', 'unfounded') and written_off_at >= $3
+         order by written_off_at desc limit 1",
+    )
+    .bind(point_id)
+    .bind(category)
+    .bind(since)
+    .fetch_optional(c)
+    .await
+}
+
+pub struct ItemFilter {
+    pub district: Option<String>,
+    pub street: Option<String>,
+    /// `open`, `closure_pending` or `written_off`.
+    pub status: Option<String>,
+    pub category: Option<String>,
+    pub before: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// Newest first (item ids are UUIDv7, so id order is registration order).
+pub async fn list_items(c: &mut PgConnection, f: &ItemFilter) -> sqlx::Result<Vec<ItemRow>> {
+    let sql = format!(
+        "select {ITEM_COLUMNS} from items
+         where ($1::text is null or district = $1) and ($2::text is null or street = $2)
+           and ($3::text is null or category = $3)
+           and ($4::text is null or ($4 = 'open' and status <> 'written_off') or status = $4)
+           and ($5::uuid is null or item_id < $5)
+         order by item_id desc limit $6"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&f.district)
+        .bind(&f.street)
+        .bind(&f.category)
+        .bind(&f.status)
+        .bind(f.before)
+        .bind(f.limit)
+        .fetch_all(c)
+        .await
+}
+
+#[derive(Debug, Default, Clone, sqlx::FromRow)]
+pub struct StreetCounts {
+    pub street: String,
+    pub registered_total: i64,
+    pub written_off_total: i64,
+    pub acknowledged: i64,
+    pub closure_pending: i64,
+    pub overdue: i64,
+}
+
+/// Counts per street from one snapshot, so `open = registered_total - written_off_total` holds.
+pub async fn street_counts(c: &mut PgConnection, district: &str, category: &str) -> sqlx::Result<Vec<StreetCounts>> {
+    sqlx::query_as(
+        "select street, count(*) as registered_total,
+                count(*) filter (where status = 'written_off') as written_off_total,
+                count(*) filter (where status = 'acknowledged') as acknowledged,
+                count(*) filter (where status = 'closure_pending') as closure_pending,
+                count(*) filter (where status <> 'written_off' and cardinality(overdue) > 0) as overdue
+         from items where district = $1 and category = $2 group by street",
+    )
+    .bind(district)
+    .bind(category)
+    .fetch_all(c)
+    .await
+}
+
+/// Dynamic-zero marks of a district's streets; the district's own mark has street `''`.
+pub async fn zero_marks(c: &mut PgConnection, district: &str, category: &str) -> sqlx::Result<Vec<(String, Option<DateTime<Utc>>)>> {
+    sqlx::query_as("select street, zero_since from zero_marks where district = $1 and category = $2")
+        .bind(district)
+        .bind(category)
+        .fetch_all(c)
+        .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct JournalRow {
+    pub position: i64,
+    pub kind: String,
+    pub item_id: Uuid,
+    pub district: String,
+    pub street: String,
+    pub category: String,
+    pub point_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub complaint_id: Option<Uuid>,
+    pub closure_id: Option<Uuid>,
+    pub write_off_kind: Option<String>,
+}
+
+pub async fn journal_after(
+    c: &mut PgConnection,
+    district: Option<&str>,
+    street: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<JournalRow>> {
+    sqlx::query_as(
+        "select position, kind, item_id, district, street, category, point_id, at, actor, complaint_id, closure_id, write_off_kind
+         from journal where position > $1 and ($2::text is null or district = $2) and ($3::text is null or street = $3)
+         order by position limit $4",
+    )
+    .bind(after)
+    .bind(district)
+    .bind(street)
+    .bind(limit)
+    .fetch_all(c)
+    .await
+}
