@@ -1,0 +1,197 @@
+//! closure's HTTP routes (CONTRACT §6).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use qingling_shared::http::{JsonBody, PathId, QueryParams};
+use qingling_shared::store::{self as events, StoreError};
+use qingling_shared::{ApiError, Caller, EventMeta, JwtKeys, Orgs, Role};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::domain::{self, Closure, DomainError, RequestInput};
+use crate::store::{self, ClosureRow};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub keys: JwtKeys,
+    pub orgs: Orgs,
+    pub relay_wake: Arc<Notify>,
+}
+
+impl FromRef<AppState> for JwtKeys {
+    fn from_ref(s: &AppState) -> Self {
+        s.keys.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/closures", post(request).get(list))
+        .route("/v1/closures/{id}", get(detail))
+        .route("/v1/closures/{id}/approve", post(approve))
+        .route("/v1/closures/{id}/reject", post(reject))
+        .with_state(state)
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Conflict(m) => ApiError::conflict(m),
+            DomainError::Invalid { field, message } => ApiError::invalid_field(field, message),
+        }
+    }
+}
+
+fn stream_of(id: Uuid) -> String {
+    format!("closure-{id}")
+}
+
+fn closure_json(r: &ClosureRow) -> Value {
+    json!({
+        "closure_id": r.closure_id, "item_id": r.item_id, "district": r.district, "street": r.street,
+        "category": r.category, "outcome": r.outcome, "checklist": r.checklist, "rooms_cleared": r.rooms_cleared,
+        "partition_area_m2": r.partition_area_m2, "evidence": r.evidence, "note": r.note, "status": r.status,
+        "requested_by": r.requested_by, "requested_at": r.requested_at, "reviewed_by": r.reviewed_by,
+        "reviewed_at": r.reviewed_at, "review_note": r.review_note, "reject_reason": r.reject_reason,
+    })
+}
+
+/// 销账申请: a street asks to write off its acknowledged item.
+async fn request(State(s): State<AppState>, caller: Caller, JsonBody(input): JsonBody<RequestInput>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[Role::Street])?;
+    let req = input.parse().map_err(ApiError::invalid)?;
+    let mut tx = s.pool.begin().await?;
+    let item = store::get_item(&mut tx, req.item_id).await?.ok_or_else(|| ApiError::NotFound(format!("no item {}", req.item_id)))?;
+    caller.ensure_covers(&item.district, &item.street)?;
+    if let Some(pending) = store::pending_for_item(&mut tx, item.item_id).await? {
+        return Err(ApiError::Conflict {
+            detail: format!("item {} already has a pending write-off request", item.item_id),
+            extra: Some(json!({"closure_id": pending})),
+        });
+    }
+    // closure_pending here may be a rejection the ledger has not echoed yet: no request is pending.
+    if !matches!(item.status.as_str(), "acknowledged" | "closure_pending") {
+        return Err(ApiError::conflict(format!("item {} is {}: only an acknowledged item can be written off", item.item_id, item.status)));
+    }
+    let id = Uuid::now_v7();
+    let now = Utc::now();
+    if !store::insert_closure(&mut tx, id, &item, &req, &caller.sub, now).await? {
+        return Err(ApiError::conflict(format!("item {} already has a pending write-off request", item.item_id)));
+    }
+    events::append(&mut tx, &stream_of(id), 0, &[domain::requested(id, &item.street, &req)], &EventMeta::from_request(&caller.sub, Uuid::now_v7())).await?;
+    tx.commit().await?;
+    s.relay_wake.notify_one();
+    Ok((StatusCode::CREATED, Json(json!({"closure_id": id, "status": "pending", "item_id": item.item_id}))))
+}
+
+async fn visible(s: &AppState, caller: &Caller, id: Uuid) -> Result<ClosureRow, ApiError> {
+    let row = store::get_closure(&mut *s.pool.acquire().await?, id).await?.ok_or_else(|| ApiError::NotFound(format!("no write-off request {id}")))?;
+    caller.ensure_covers(&row.district, &row.street)?;
+    Ok(row)
+}
+
+async fn detail(State(s): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Street, Role::Reviewer, Role::District])?;
+    let row = visible(&s, &caller, id).await?;
+    let history: Vec<Value> = events::read_stream(&mut *s.pool.acquire().await?, &stream_of(id))
+        .await?
+        .into_iter()
+        .map(|e| json!({"event_type": e.event_type, "at": e.occurred_at, "actor": e.actor, "data": e.data}))
+        .collect();
+    let mut v = closure_json(&row);
+    v["history"] = json!(history);
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    street: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(State(s): State<AppState>, caller: Caller, QueryParams(q): QueryParams<ListQuery>) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Street, Role::Reviewer, Role::District])?;
+    let status = q.status.filter(|x| !x.is_empty());
+    if let Some(st) = &status {
+        if !["pending", "approved", "rejected"].contains(&st.as_str()) {
+            return Err(ApiError::invalid_field("status", "must be pending, approved or rejected"));
+        }
+    }
+    let (district, street) = match (caller.role, q.street.filter(|x| !x.is_empty())) {
+        (Role::Street, Some(st)) if st != caller.org => return Err(ApiError::Forbidden(format!("street {} may not list street {st}", caller.org))),
+        (Role::Street, _) => (None, Some(caller.org.clone())),
+        (_, Some(st)) if s.orgs.street(&caller.org, &st).is_none() => {
+            return Err(ApiError::Forbidden(format!("street {st} is not in district {}", caller.org)))
+        }
+        (_, st) => (Some(caller.org.clone()), st),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let rows = store::list_closures(&mut *s.pool.acquire().await?, district.as_deref(), street.as_deref(), status.as_deref(), limit).await?;
+    Ok(Json(json!({"closures": rows.iter().map(closure_json).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize, Default)]
+struct ReviewBody {
+    note: Option<String>,
+    reason: Option<String>,
+}
+
+/// Approve or reject: load the request's events, decide, append at the version read. Of two
+/// racing reviews one appends; the other reloads, finds it no longer pending, and gets 409.
+async fn review(s: &AppState, caller: &Caller, id: Uuid, body: ReviewBody, approve: bool) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Reviewer])?;
+    let row = visible(s, caller, id).await?;
+    let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
+    let note = body.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    let reason = body.reason.unwrap_or_default();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = s.pool.begin().await?;
+        let history = events::read_stream(&mut tx, &stream_of(id)).await?;
+        let closure = Closure::from_event_types(id, row.item_id, history.iter().map(|e| e.event_type.as_str()))
+            .ok_or_else(|| anyhow::anyhow!("write-off request {id} has no events"))?;
+        let new = if approve { closure.approve(&caller.sub, &row.outcome, note.as_deref())? } else { closure.reject(&caller.sub, &reason)? };
+        match events::append(&mut tx, &stream_of(id), closure.version, &new, &meta).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) if attempt < 5 => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let now = Utc::now();
+        if approve {
+            store::review(&mut tx, id, "approved", &caller.sub, now, note.as_deref(), None).await?;
+        } else {
+            store::review(&mut tx, id, "rejected", &caller.sub, now, None, Some(reason.trim())).await?;
+        }
+        tx.commit().await?;
+        s.relay_wake.notify_one();
+        break;
+    }
+    let row = visible(s, caller, id).await?;
+    Ok(Json(closure_json(&row)))
+}
+
+/// The body is optional here (`{"note": …}`); when present it must be JSON.
+async fn approve(State(s): State<AppState>, caller: Caller, PathId(id): PathId, req: axum::extract::Request) -> Result<Json<Value>, ApiError> {
+    let h = req.headers();
+    let empty = match h.get(axum::http::header::CONTENT_LENGTH) {
+        Some(len) => len == "0",
+        None => h.get(axum::http::header::TRANSFER_ENCODING).is_none(),
+    };
+    let body = if empty { ReviewBody::default() } else { <JsonBody<ReviewBody> as axum::extract::FromRequest<AppState>>::from_request(req, &s).await?.0 };
+    review(&s, &caller, id, body, true).await
+}
+
+async fn reject(State(s): State<AppState>, caller: Caller, PathId(id): PathId, JsonBody(body): JsonBody<ReviewBody>) -> Result<Json<Value>, ApiError> {
+    review(&s, &caller, id, body, false).await
+}

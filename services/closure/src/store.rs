@@ -1,0 +1,150 @@
+//! closure's SQL: what it knows of items, and the write-off requests.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::WriteOffRequest;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ItemView {
+    pub item_id: Uuid,
+    pub district: String,
+    pub street: String,
+    pub category: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClosureRow {
+    pub closure_id: Uuid,
+    pub item_id: Uuid,
+    pub district: String,
+    pub street: String,
+    pub category: String,
+    pub outcome: String,
+    pub checklist: Value,
+    pub rooms_cleared: Option<i32>,
+    pub partition_area_m2: Option<f64>,
+    pub evidence: Value,
+    pub note: String,
+    pub status: String,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+    pub review_note: Option<String>,
+    pub reject_reason: Option<String>,
+}
+
+const CLOSURE_COLUMNS: &str = "closure_id, item_id, district, street, category, outcome, checklist, rooms_cleared, partition_area_m2,
+    evidence, note, status, requested_by, requested_at, reviewed_by, reviewed_at, review_note, reject_reason";
+
+pub async fn get_item(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ItemView>> {
+    sqlx::query_as("select item_id, district, street, category, status from items where item_id = $1").bind(id).fetch_optional(c).await
+}
+
+pub async fn learn_item(c: &mut PgConnection, id: Uuid, district: &str, street: &str, category: &str, at: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into items (item_id, district, street, category, status, updated_at) values ($1, $2, $3, $4, 'registered', $5)
+         on conflict (item_id) do nothing",
+    )
+    .bind(id)
+    .bind(district)
+    .bind(street)
+    .bind(category)
+    .bind(at)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_item_status(c: &mut PgConnection, id: Uuid, status: &str, at: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query("update items set status = $2, updated_at = $3 where item_id = $1").bind(id).bind(status).bind(at).execute(c).await?;
+    Ok(())
+}
+
+/// Records a new pending request; `false` if the item already has one (the unique index decides
+/// between racing requests).
+pub async fn insert_closure(
+    c: &mut PgConnection,
+    id: Uuid,
+    item: &ItemView,
+    r: &WriteOffRequest,
+    by: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let res = sqlx::query(
+        "insert into closures (closure_id, item_id, district, street, category, outcome, checklist, rooms_cleared, partition_area_m2,
+            evidence, note, status, requested_by, requested_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13)",
+    )
+    .bind(id)
+    .bind(item.item_id)
+    .bind(&item.district)
+    .bind(&item.street)
+    .bind(&item.category)
+    .bind(r.outcome.as_str())
+    .bind(serde_json::to_value(r.checklist).unwrap_or_default())
+    .bind(r.rooms_cleared)
+    .bind(r.partition_area_m2)
+    .bind(serde_json::to_value(&r.evidence).unwrap_or_default())
+    .bind(&r.note)
+    .bind(by)
+    .bind(at)
+    .execute(c)
+    .await;
+    match res {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn pending_for_item(c: &mut PgConnection, item_id: Uuid) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("select closure_id from closures where item_id = $1 and status = 'pending'").bind(item_id).fetch_optional(c).await
+}
+
+pub async fn review(
+    c: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    by: &str,
+    at: DateTime<Utc>,
+    note: Option<&str>,
+    reason: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update closures set status = $2, reviewed_by = $3, reviewed_at = $4, review_note = $5, reject_reason = $6 where closure_id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(by)
+    .bind(at)
+    .bind(note)
+    .bind(reason)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_closure(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ClosureRow>> {
+    let sql = format!("select {CLOSURE_COLUMNS} from closures where closure_id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await
+}
+
+pub async fn list_closures(
+    c: &mut PgConnection,
+    district: Option<&str>,
+    street: Option<&str>,
+    status: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<ClosureRow>> {
+    let sql = format!(
+        "select {CLOSURE_COLUMNS} from closures
+         where ($1::text is null or district = $1) and ($2::text is null or street = $2) and ($3::text is null or status = $3)
+         order by closure_id desc limit $4"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(district).bind(street).bind(status).bind(limit).fetch_all(c).await
+}
