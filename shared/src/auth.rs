@@ -46,11 +46,15 @@ pub struct JwtKeys(Arc<(EncodingKey, DecodingKey)>);
 
 impl JwtKeys {
     pub fn new(secret: &[u8]) -> Self {
-        Self(Arc::new((EncodingKey::from_secret(secret), DecodingKey::from_secret(secret))))
+        Self(Arc::new((
+            EncodingKey::from_secret(secret),
+            DecodingKey::from_secret(secret),
+        )))
     }
 
     pub fn mint(&self, claims: &Claims) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.0 .0).expect("HS256 signing cannot fail")
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.0 .0)
+            .expect("HS256 signing cannot fail")
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
@@ -60,9 +64,15 @@ impl JwtKeys {
         jsonwebtoken::decode::<Claims>(token, &self.0 .1, &v)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::Unauthorized("the bearer token has expired".into()),
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => ApiError::Unauthorized("the bearer token's signature is not valid".into()),
-                _ => ApiError::Unauthorized("the bearer token is malformed or its claims are invalid".into()),
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::Unauthorized("the bearer token has expired".into())
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    ApiError::Unauthorized("the bearer token's signature is not valid".into())
+                }
+                _ => ApiError::Unauthorized(
+                    "the bearer token is malformed or its claims are invalid".into(),
+                ),
             })
     }
 }
@@ -82,7 +92,11 @@ impl Caller {
             Ok(())
         } else {
             let allowed: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
-            Err(ApiError::Forbidden(format!("role {} may not do this (allowed: {})", self.role.as_str(), allowed.join(", "))))
+            Err(ApiError::Forbidden(format!(
+                "role {} may not do this (allowed: {})",
+                self.role.as_str(),
+                allowed.join(", ")
+            )))
         }
     }
 
@@ -109,7 +123,11 @@ impl Caller {
         if self.covers(district, street) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("{} {} may not act on street {street} of district {district}", self.role.as_str(), self.org)))
+            Err(ApiError::Forbidden(format!(
+                "{} {} may not act on street {street} of district {district}",
+                self.role.as_str(),
+                self.org
+            )))
         }
     }
 }
@@ -125,19 +143,32 @@ where
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("an Authorization: Bearer token is required".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthorized("an Authorization: Bearer token is required".into())
+            })?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
+            })?;
         let claims = JwtKeys::from_ref(state).verify(token)?;
         if claims.sub.trim().is_empty() || claims.org.trim().is_empty() {
-            return Err(ApiError::Unauthorized("the bearer token lacks sub or org".into()));
+            return Err(ApiError::Unauthorized(
+                "the bearer token lacks sub or org".into(),
+            ));
         }
-        Ok(Caller { sub: claims.sub, role: claims.role, org: claims.org })
+        Ok(Caller {
+            sub: claims.sub,
+            role: claims.role,
+            org: claims.org,
+        })
     }
 }
 
@@ -146,7 +177,12 @@ mod tests {
     use super::*;
 
     fn claims(role: Role, org: &str, exp: i64) -> Claims {
-        Claims { sub: "u1".into(), role, org: org.into(), exp }
+        Claims {
+            sub: "u1".into(),
+            role,
+            org: org.into(),
+            exp,
+        }
     }
 
     #[test]
@@ -156,15 +192,24 @@ mod tests {
         let t = keys.mint(&claims(Role::Street, "jiukeshu", now + 60));
         assert_eq!(keys.verify(&t).unwrap().org, "jiukeshu");
         let forged = JwtKeys::new(b"other").mint(&claims(Role::Street, "jiukeshu", now + 60));
-        assert!(matches!(keys.verify(&forged), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            keys.verify(&forged),
+            Err(ApiError::Unauthorized(_))
+        ));
         let expired = keys.mint(&claims(Role::Street, "jiukeshu", now - 3600));
-        assert!(matches!(keys.verify(&expired), Err(ApiError::Unauthorized(m)) if m.contains("expired")));
+        assert!(
+            matches!(keys.verify(&expired), Err(ApiError::Unauthorized(m)) if m.contains("expired"))
+        );
         assert!(keys.verify("not.a.token").is_err());
     }
 
     #[test]
     fn org_coverage_follows_roles() {
-        let c = |role, org: &str| Caller { sub: "u".into(), role, org: org.into() };
+        let c = |role, org: &str| Caller {
+            sub: "u".into(),
+            role,
+            org: org.into(),
+        };
         assert!(c(Role::Street, "jiukeshu").covers("tongzhou", "jiukeshu"));
         assert!(!c(Role::Street, "jiukeshu").covers("tongzhou", "yongshun"));
         assert!(c(Role::Operator, "*").covers("chaoyang", "x"));

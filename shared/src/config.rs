@@ -46,31 +46,46 @@ impl Config {
         let jwt_secret = match var("QINGLING_JWT_SECRET") {
             Some(s) => s.into_bytes(),
             None if dev => DEV_JWT_SECRET.as_bytes().to_vec(),
-            None => bail!("QINGLING_JWT_SECRET is not set (set QINGLING_DEV=1 to use the development secret)"),
+            None => bail!(
+                "QINGLING_JWT_SECRET is not set (set QINGLING_DEV=1 to use the development secret)"
+            ),
         };
         let duration = |name: &str, default: Duration| -> anyhow::Result<Duration> {
             match var(name) {
-                Some(v) => humantime::parse_duration(&v).with_context(|| format!("{name}={v:?} is not a duration like 90s, 2h or 7d")),
+                Some(v) => humantime::parse_duration(&v)
+                    .with_context(|| format!("{name}={v:?} is not a duration like 90s, 2h or 7d")),
                 None => Ok(default),
             }
         };
         let d = Limits::default();
         let limits = Limits {
             respond_within: duration("QINGLING_RESPOND_WITHIN", d.respond_within)?,
-            respond_within_urgent: duration("QINGLING_RESPOND_WITHIN_URGENT", d.respond_within_urgent)?,
+            respond_within_urgent: duration(
+                "QINGLING_RESPOND_WITHIN_URGENT",
+                d.respond_within_urgent,
+            )?,
             resolve_within: duration("QINGLING_RESOLVE_WITHIN", d.resolve_within)?,
-            resolve_within_urgent: duration("QINGLING_RESOLVE_WITHIN_URGENT", d.resolve_within_urgent)?,
+            resolve_within_urgent: duration(
+                "QINGLING_RESOLVE_WITHIN_URGENT",
+                d.resolve_within_urgent,
+            )?,
         };
         let prefix = var("QINGLING_NATS_PREFIX").unwrap_or_else(|| "qingling".into());
-        if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             bail!("QINGLING_NATS_PREFIX={prefix:?} may hold only letters, digits, '_' and '-'");
         }
         let nats_replicas = match var("QINGLING_NATS_REPLICAS") {
-            Some(v) => v.parse().context("QINGLING_NATS_REPLICAS must be a number")?,
+            Some(v) => v
+                .parse()
+                .context("QINGLING_NATS_REPLICAS must be a number")?,
             None => 1,
         };
         Ok(Self {
-            database_url: var("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/qingling".into()),
+            database_url: var("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/qingling".into()),
             nats_url: var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
             nats_prefix: prefix,
             nats_replicas,

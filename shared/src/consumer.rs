@@ -21,7 +21,11 @@ use crate::store::StoreError;
 
 /// A service's projection logic for foreign events. Runs inside the consumer's transaction.
 pub trait Apply: Send + Sync + 'static {
-    fn apply(&self, conn: &mut PgConnection, ev: &Envelope) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn apply(
+        &self,
+        conn: &mut PgConnection,
+        ev: &Envelope,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Called after an applied event's transaction committed (e.g. to wake the relay).
     fn committed(&self) {}
@@ -38,15 +42,20 @@ pub enum Outcome {
 
 /// Applies one event exactly once. Retries a few times when the handler's own append loses an
 /// optimistic-concurrency race.
-pub async fn apply_once<A: Apply>(pool: &PgPool, handler: &A, ev: &Envelope) -> anyhow::Result<Outcome> {
+pub async fn apply_once<A: Apply>(
+    pool: &PgPool,
+    handler: &A,
+    ev: &Envelope,
+) -> anyhow::Result<Outcome> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut tx = pool.begin().await?;
-        let last: Option<i64> = sqlx::query_scalar("select version from consumed_streams where stream = $1 for update")
-            .bind(&ev.stream)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let last: Option<i64> =
+            sqlx::query_scalar("select version from consumed_streams where stream = $1 for update")
+                .bind(&ev.stream)
+                .fetch_optional(&mut *tx)
+                .await?;
         let last = last.unwrap_or(0);
         if ev.version <= last {
             return Ok(Outcome::Duplicate);
@@ -56,7 +65,13 @@ pub async fn apply_once<A: Apply>(pool: &PgPool, handler: &A, ev: &Envelope) -> 
         }
         match handler.apply(&mut tx, ev).await {
             Ok(()) => {}
-            Err(e) if attempt < 5 && matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict { .. })) => {
+            Err(e)
+                if attempt < 5
+                    && matches!(
+                        e.downcast_ref::<StoreError>(),
+                        Some(StoreError::Conflict { .. })
+                    ) =>
+            {
                 drop(tx);
                 continue;
             }
@@ -77,7 +92,8 @@ pub async fn apply_once<A: Apply>(pool: &PgPool, handler: &A, ev: &Envelope) -> 
         }
         tx.commit().await?;
         handler.committed();
-        metrics::counter!("qingling_events_consumed_total", "event_type" => ev.event_type.clone()).increment(1);
+        metrics::counter!("qingling_events_consumed_total", "event_type" => ev.event_type.clone())
+            .increment(1);
         return Ok(Outcome::Applied);
     }
 }
@@ -151,15 +167,21 @@ impl<A: Apply> Consumer<A> {
             };
             match apply_once(&self.pool, self.handler.as_ref(), &ev).await {
                 Ok(Outcome::Applied | Outcome::Duplicate) => {
-                    msg.ack().await.map_err(|e| anyhow::anyhow!("ack failed: {e}"))?;
+                    msg.ack()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("ack failed: {e}"))?;
                 }
                 Ok(Outcome::Early) => {
                     tracing::debug!(stream = %ev.stream, version = ev.version, "holding an event until its predecessor arrives");
-                    msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await.ok();
+                    msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
+                        .await
+                        .ok();
                 }
                 Err(e) => {
                     tracing::warn!(event_id = %ev.event_id, event_type = %ev.event_type, error = %e, "could not apply event; will retry");
-                    msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await.ok();
+                    msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await
+                        .ok();
                 }
             }
         }

@@ -11,8 +11,10 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 pub type Migration = (&'static str, &'static str);
 
 /// The event-store tables every service has in its own schema.
-pub const COMMON_MIGRATIONS: &[Migration] =
-    &[("0001_event_store", include_str!("../../migrations/common/0001_event_store.sql"))];
+pub const COMMON_MIGRATIONS: &[Migration] = &[(
+    "0001_event_store",
+    include_str!("../../migrations/common/0001_event_store.sql"),
+)];
 
 /// Creates the database of `url` if it does not exist.
 pub async fn create_database_if_absent(url: &str) -> anyhow::Result<()> {
@@ -22,12 +24,20 @@ pub async fn create_database_if_absent(url: &str) -> anyhow::Result<()> {
         c.close().await.ok();
         return Ok(());
     }
-    let mut admin = opts.database("postgres").connect().await.context("cannot connect to PostgreSQL")?;
+    let mut admin = opts
+        .database("postgres")
+        .connect()
+        .await
+        .context("cannot connect to PostgreSQL")?;
     let sql = format!("create database \"{}\"", name.replace('"', "\"\""));
-    match sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await {
+    match sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut admin)
+        .await
+    {
         Ok(_) => tracing::info!(database = %name, "created database"),
         // 42P04 duplicate_database: another process created it first.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") || e.code().as_deref() == Some("23505") => {}
+        Err(sqlx::Error::Database(e))
+            if e.code().as_deref() == Some("42P04") || e.code().as_deref() == Some("23505") => {}
         Err(e) => return Err(e).context("cannot create the database"),
     }
     admin.close().await.ok();
@@ -52,20 +62,37 @@ pub async fn connect(url: &str, schema: &str, max_connections: u32) -> anyhow::R
 pub async fn migrate(pool: &PgPool, schema: &str, own: &[Migration]) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     // Several instances may start at once: one migrates, the others wait.
-    sqlx::query("select pg_advisory_xact_lock(7101, hashtext($1))").bind(schema).execute(&mut *tx).await?;
-    let create = format!("create schema if not exists \"{}\"", schema.replace('"', ""));
-    sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut *tx).await?;
+    sqlx::query("select pg_advisory_xact_lock(7101, hashtext($1))")
+        .bind(schema)
+        .execute(&mut *tx)
+        .await?;
+    let create = format!(
+        "create schema if not exists \"{}\"",
+        schema.replace('"', "")
+    );
+    sqlx::query(sqlx::AssertSqlSafe(create))
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("create table if not exists schema_migrations (name text primary key, applied_at timestamptz not null default now())")
         .execute(&mut *tx)
         .await?;
     for (name, sql) in COMMON_MIGRATIONS.iter().chain(own) {
         let done: Option<String> =
-            sqlx::query_scalar("select name from schema_migrations where name = $1").bind(name).fetch_optional(&mut *tx).await?;
+            sqlx::query_scalar("select name from schema_migrations where name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
         if done.is_some() {
             continue;
         }
-        sqlx::raw_sql(*sql).execute(&mut *tx).await.with_context(|| format!("migration {schema}/{name} failed"))?;
-        sqlx::query("insert into schema_migrations (name) values ($1)").bind(name).execute(&mut *tx).await?;
+        sqlx::raw_sql(*sql)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("migration {schema}/{name} failed"))?;
+        sqlx::query("insert into schema_migrations (name) values ($1)")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         tracing::info!(schema, migration = name, "applied migration");
     }
     tx.commit().await?;

@@ -15,7 +15,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -33,13 +36,19 @@ pub enum ApiError {
     MethodNotAllowed(String),
     /// The request conflicts with the current state; `extra` is merged into the body.
     #[error("{detail}")]
-    Conflict { detail: String, extra: Option<Value> },
+    Conflict {
+        detail: String,
+        extra: Option<Value>,
+    },
     #[error("the request body is larger than 64 KiB")]
     PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{detail}")]
-    Unprocessable { detail: String, errors: Vec<FieldError> },
+    Unprocessable {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -48,11 +57,18 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::Conflict { detail: detail.into(), extra: None }
+        Self::Conflict {
+            detail: detail.into(),
+            extra: None,
+        }
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
-        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
         Self::Unprocessable { detail, errors }
     }
 
@@ -108,7 +124,10 @@ impl ApiError {
         });
         match self {
             Self::Unprocessable { errors, .. } => body["errors"] = json!(errors),
-            Self::Conflict { extra: Some(Value::Object(extra)), .. } => {
+            Self::Conflict {
+                extra: Some(Value::Object(extra)),
+                ..
+            } => {
                 for (k, v) in extra {
                     body[k] = v.clone();
                 }
@@ -127,15 +146,24 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut res = (self.status(), axum::Json(self.body())).into_response();
-        res.headers_mut().insert(header::CONTENT_TYPE, "application/problem+json".parse().unwrap());
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            "application/problem+json".parse().unwrap(),
+        );
         res
     }
 }
 
 /// True for errors that mean "the database is not reachable", as opposed to a bad query.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed)
-        || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
 }
 
 impl From<sqlx::Error> for ApiError {

@@ -25,12 +25,15 @@ pub struct Envelope {
 impl Envelope {
     /// The id inside `stream` after its `<kind>-` prefix, e.g. the item id of `item-<id>`.
     pub fn stream_id(&self) -> Option<Uuid> {
-        self.stream.split_once('-').and_then(|(_, id)| id.parse().ok())
+        self.stream
+            .split_once('-')
+            .and_then(|(_, id)| id.parse().ok())
     }
 
     /// Typed view of `data`.
     pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
-        serde_json::from_value(self.data.clone()).map_err(|e| anyhow::anyhow!("{} {}: bad data: {e}", self.event_type, self.event_id))
+        serde_json::from_value(self.data.clone())
+            .map_err(|e| anyhow::anyhow!("{} {}: bad data: {e}", self.event_type, self.event_id))
     }
 }
 
@@ -43,7 +46,10 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(event_type: impl Into<String>, data: Value) -> Self {
-        Self { event_type: event_type.into(), data }
+        Self {
+            event_type: event_type.into(),
+            data,
+        }
     }
 }
 
@@ -58,11 +64,19 @@ pub struct EventMeta {
 impl EventMeta {
     /// Events caused directly by a request: the request id is both correlation and causation.
     pub fn from_request(actor: impl Into<String>, request_id: Uuid) -> Self {
-        Self { actor: actor.into(), correlation_id: request_id, causation_id: request_id }
+        Self {
+            actor: actor.into(),
+            correlation_id: request_id,
+            causation_id: request_id,
+        }
     }
 
     /// Events caused by consuming `cause`: same actor and correlation, caused by that event.
     pub fn caused_by(cause: &Envelope) -> Self {
-        Self { actor: cause.actor.clone(), correlation_id: cause.correlation_id, causation_id: cause.event_id }
+        Self {
+            actor: cause.actor.clone(),
+            correlation_id: cause.correlation_id,
+            causation_id: cause.event_id,
+        }
     }
 }

@@ -39,7 +39,9 @@ where
             })
             .unwrap_or(false);
         if !is_json {
-            return Err(ApiError::UnsupportedMediaType("the request body must be application/json".into()));
+            return Err(ApiError::UnsupportedMediaType(
+                "the request body must be application/json".into(),
+            ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -54,14 +56,18 @@ where
 
 /// Parses JSON with the error classes of CONTRACT §3.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("the body is not well-formed JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not well-formed JSON: {e}")))?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         if let Some(rest) = inner.strip_prefix("missing field `") {
             let field = rest.trim_end_matches('`');
-            let full = if path == "." || path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+            let full = if path == "." || path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
             ApiError::invalid(vec![FieldError::new(full, "is required")])
         } else {
             ApiError::BadRequest(format!("{path}: {inner}"))
@@ -86,9 +92,13 @@ where
 }
 
 fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| ApiError::BadRequest("bad query string".into()))?)
-        .map(|axum::extract::Query(t)| t)
-        .map_err(|e| ApiError::BadRequest(format!("bad query parameters: {}", e.body_text())))
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| ApiError::BadRequest("bad query string".into()))?,
+    )
+    .map(|axum::extract::Query(t)| t)
+    .map_err(|e| ApiError::BadRequest(format!("bad query parameters: {}", e.body_text())))
 }
 
 /// A UUID path segment; anything else is an unknown id (404).
@@ -98,10 +108,13 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound("no such resource".into()))?;
-        raw.parse().map(PathId).map_err(|_| ApiError::NotFound(format!("{raw} is not a known id")))
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound("no such resource".into()))?;
+        raw.parse()
+            .map(PathId)
+            .map_err(|_| ApiError::NotFound(format!("{raw} is not a known id")))
     }
 }
 
@@ -112,8 +125,11 @@ pub async fn fallback() -> ApiError {
 /// Turns axum's plain-text 405 into problem+json.
 pub async fn problem_for_plain_errors(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
-    if res.status() == StatusCode::METHOD_NOT_ALLOWED && res.headers().get(header::CONTENT_TYPE).is_none() {
-        return ApiError::MethodNotAllowed("method not allowed on this route".into()).into_response();
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED
+        && res.headers().get(header::CONTENT_TYPE).is_none()
+    {
+        return ApiError::MethodNotAllowed("method not allowed on this route".into())
+            .into_response();
     }
     res
 }
@@ -121,7 +137,11 @@ pub async fn problem_for_plain_errors(req: Request, next: Next) -> Response {
 /// Request count and latency per route.
 pub async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
@@ -148,8 +168,13 @@ mod tests {
 
     #[test]
     fn json_errors_have_the_contract_classes() {
-        assert!(matches!(parse_json::<Body>(b"{not json"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(parse_json::<Body>(br#"{"n":"x","inner":{"s":"a"}}"#), Err(ApiError::BadRequest(m)) if m.contains('n')));
+        assert!(matches!(
+            parse_json::<Body>(b"{not json"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(
+            matches!(parse_json::<Body>(br#"{"n":"x","inner":{"s":"a"}}"#), Err(ApiError::BadRequest(m)) if m.contains('n'))
+        );
         match parse_json::<Body>(br#"{"n":1,"inner":{}}"#) {
             Err(ApiError::Unprocessable { errors, .. }) => assert_eq!(errors[0].field, "inner.s"),
             other => panic!("{other:?}"),

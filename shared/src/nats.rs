@@ -54,16 +54,26 @@ pub fn is_connected(client: &async_nats::Client) -> bool {
 /// Refuses a server older than 2.10.
 pub fn check_version(client: &async_nats::Client) -> anyhow::Result<()> {
     let v = client.server_info().version;
-    let mut parts = v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u64>().ok());
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u64>().ok());
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if (major, minor) < MIN_SERVER {
-        bail!("nats-server {v} is too old: Qingling needs {}.{} or newer (see scripts/services-up)", MIN_SERVER.0, MIN_SERVER.1);
+        bail!(
+            "nats-server {v} is too old: Qingling needs {}.{} or newer (see scripts/services-up)",
+            MIN_SERVER.0,
+            MIN_SERVER.1
+        );
     }
     Ok(())
 }
 
 /// Creates (or finds) the stream `<PREFIX>_EVENTS` capturing `<prefix>.>`.
-pub async fn ensure_stream(js: &jetstream::Context, prefix: &str, replicas: usize) -> anyhow::Result<jetstream::stream::Stream> {
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    prefix: &str,
+    replicas: usize,
+) -> anyhow::Result<jetstream::stream::Stream> {
     let cfg = jetstream::stream::Config {
         name: stream_name(prefix),
         subjects: vec![format!("{prefix}.>")],
@@ -72,9 +82,16 @@ pub async fn ensure_stream(js: &jetstream::Context, prefix: &str, replicas: usiz
         num_replicas: replicas.max(1),
         ..Default::default()
     };
-    js.get_or_create_stream(cfg).await.map_err(|e| anyhow::anyhow!("cannot create JetStream stream {}: {e}", stream_name(prefix)))
+    js.get_or_create_stream(cfg).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create JetStream stream {}: {e}",
+            stream_name(prefix)
+        )
+    })
 }
 
 pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
-    jetstream::ContextBuilder::new().timeout(Duration::from_secs(5)).build(client)
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build(client)
 }

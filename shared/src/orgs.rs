@@ -36,10 +36,14 @@ impl Orgs {
     /// The shipped directory, or the file named by `QINGLING_ORGS_FILE`.
     pub fn load() -> anyhow::Result<Self> {
         let text = match std::env::var("QINGLING_ORGS_FILE") {
-            Ok(path) if !path.is_empty() => std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?,
+            Ok(path) if !path.is_empty() => {
+                std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?
+            }
             _ => BUILTIN_ORGS.to_string(),
         };
-        Ok(Self(Arc::new(serde_json::from_str(&text).context("the organisation directory is not valid")?)))
+        Ok(Self(Arc::new(
+            serde_json::from_str(&text).context("the organisation directory is not valid")?,
+        )))
     }
 
     pub fn directory(&self) -> &Directory {
@@ -51,12 +55,18 @@ impl Orgs {
     }
 
     pub fn street(&self, district: &str, street: &str) -> Option<&Street> {
-        self.district(district)?.streets.iter().find(|s| s.code == street)
+        self.district(district)?
+            .streets
+            .iter()
+            .find(|s| s.code == street)
     }
 
     /// The district a street belongs to (street codes are unique across the directory).
     pub fn district_of(&self, street: &str) -> Option<&District> {
-        self.0.districts.iter().find(|d| d.streets.iter().any(|s| s.code == street))
+        self.0
+            .districts
+            .iter()
+            .find(|d| d.streets.iter().any(|s| s.code == street))
     }
 }
 
@@ -79,7 +89,9 @@ pub struct Catalog(Arc<CatalogDoc>);
 
 impl Catalog {
     pub fn load() -> anyhow::Result<Self> {
-        Ok(Self(Arc::new(serde_json::from_str(BUILTIN_CATALOG).context("the catalog is not valid")?)))
+        Ok(Self(Arc::new(
+            serde_json::from_str(BUILTIN_CATALOG).context("the catalog is not valid")?,
+        )))
     }
 
     pub fn doc(&self) -> &CatalogDoc {
@@ -101,7 +113,10 @@ mod tests {
         let d = orgs.district("tongzhou").unwrap();
         assert_eq!(d.name, "通州区");
         assert_eq!(d.streets.len(), 22);
-        assert_eq!(orgs.street("tongzhou", "jiukeshu").unwrap().name, "九棵树街道");
+        assert_eq!(
+            orgs.street("tongzhou", "jiukeshu").unwrap().name,
+            "九棵树街道"
+        );
         assert_eq!(orgs.district_of("yujiawu").unwrap().code, "tongzhou");
         assert!(orgs.street("tongzhou", "nowhere").is_none());
     }

@@ -67,7 +67,10 @@ impl Relay {
                 Err(_) => break,
             }
         }
-        tracing::warn!(service = self.service, "relay drain timed out; the rest is published at next start");
+        tracing::warn!(
+            service = self.service,
+            "relay drain timed out; the rest is published at next start"
+        );
     }
 
     /// Publishes the next batch after the cursor and advances the cursor; returns how many.
@@ -78,7 +81,9 @@ impl Relay {
         }
         nats::check_version(&client)?;
         let mut conn = self.pool.acquire().await?;
-        let cursor: i64 = sqlx::query_scalar("select position from relay_cursor").fetch_one(&mut *conn).await?;
+        let cursor: i64 = sqlx::query_scalar("select position from relay_cursor")
+            .fetch_one(&mut *conn)
+            .await?;
         let events = store::read_after(&mut conn, cursor, BATCH).await?;
         drop(conn);
         let Some(last) = events.last().map(|e| e.position) else {
@@ -92,16 +97,28 @@ impl Relay {
                 .message_id(ev.event_id.to_string())
                 .header("Qingling-Position", ev.position.to_string().as_str())
                 .payload(serde_json::to_vec(ev)?.into());
-            acks.push(self.js.send_publish(nats::subject(&self.prefix, self.service, &ev.event_type), msg).await?);
+            acks.push(
+                self.js
+                    .send_publish(
+                        nats::subject(&self.prefix, self.service, &ev.event_type),
+                        msg,
+                    )
+                    .await?,
+            );
         }
         for ack in acks {
             ack.await?;
         }
-        sqlx::query("update relay_cursor set position = $1 where position < $1").bind(last).execute(&self.pool).await?;
+        sqlx::query("update relay_cursor set position = $1 where position < $1")
+            .bind(last)
+            .execute(&self.pool)
+            .await?;
         for ev in &events {
             metrics::counter!("qingling_events_published_total", "event_type" => ev.event_type.clone()).increment(1);
         }
-        let head: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events").fetch_one(&self.pool).await?;
+        let head: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events")
+            .fetch_one(&self.pool)
+            .await?;
         metrics::gauge!("qingling_relay_lag_events").set((head - last) as f64);
         Ok(events.len())
     }

@@ -47,7 +47,9 @@ pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("QINGLING_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -64,23 +66,43 @@ impl Runtime {
         let metrics = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Suffix("seconds".into()),
-                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
             )?
             .install_recorder()
             .context("cannot install the metrics recorder")?;
         let pool = db::connect(&config.database_url, spec.name, 16).await?;
         db::migrate(&pool, spec.name, spec.migrations).await?;
-        let nats = nats::connect(&config.nats_url, &format!("qingling-{}", spec.name), Duration::from_secs(5)).await?;
+        let nats = nats::connect(
+            &config.nats_url,
+            &format!("qingling-{}", spec.name),
+            Duration::from_secs(5),
+        )
+        .await?;
         let js = nats::jetstream(nats.clone());
         if nats::is_connected(&nats) {
             nats::ensure_stream(&js, &config.nats_prefix, config.nats_replicas).await?;
         }
-        Ok(Self { service: spec.name, config, pool, nats, js, relay_wake: Arc::new(Notify::new()), metrics })
+        Ok(Self {
+            service: spec.name,
+            config,
+            pool,
+            nats,
+            js,
+            relay_wake: Arc::new(Notify::new()),
+            metrics,
+        })
     }
 
     /// Serves `app` with the common routes until SIGTERM/SIGINT, running the relay and the
     /// consumer beside it; then finishes in-flight requests, publishes what is owed, exits.
-    pub async fn serve<A: Apply>(self, spec: &ServiceSpec, app: Router, handler: A) -> anyhow::Result<()> {
+    pub async fn serve<A: Apply>(
+        self,
+        spec: &ServiceSpec,
+        app: Router,
+        handler: A,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let relay = Relay {
             pool: self.pool.clone(),
@@ -95,11 +117,19 @@ impl Runtime {
             js: self.js.clone(),
             stream: nats::stream_name(&self.config.nats_prefix),
             durable: self.service.to_string(),
-            subjects: spec.listens_to.iter().map(|s| format!("{}.{s}.>", self.config.nats_prefix)).collect(),
+            subjects: spec
+                .listens_to
+                .iter()
+                .map(|s| format!("{}.{s}.>", self.config.nats_prefix))
+                .collect(),
             handler: Arc::new(handler),
         };
         let stream_setup = {
-            let (js, prefix, replicas) = (self.js.clone(), self.config.nats_prefix.clone(), self.config.nats_replicas);
+            let (js, prefix, replicas) = (
+                self.js.clone(),
+                self.config.nats_prefix.clone(),
+                self.config.nats_replicas,
+            );
             async move {
                 // The stream may not exist yet if NATS was down at start.
                 loop {
@@ -122,9 +152,13 @@ impl Runtime {
             }
         });
 
-        let router = app.merge(self.common_routes()).fallback(crate::http::fallback).layer(DefaultBodyLimit::max(crate::http::MAX_BODY)).layer(
-            axum::middleware::from_fn(crate::http::problem_for_plain_errors),
-        );
+        let router = app
+            .merge(self.common_routes())
+            .fallback(crate::http::fallback)
+            .layer(DefaultBodyLimit::max(crate::http::MAX_BODY))
+            .layer(axum::middleware::from_fn(
+                crate::http::problem_for_plain_errors,
+            ));
         let router = router.route_layer(axum::middleware::from_fn(crate::http::track_metrics));
         let listener = tokio::net::TcpListener::bind(&self.config.listen_addr)
             .await
@@ -133,8 +167,13 @@ impl Runtime {
         tracing::info!(service = self.service, %addr, "listening");
         // Tests and scripts read this line to find the port.
         println!("qingling-{} listening on http://{addr}", self.service);
-        axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
-        tracing::info!(service = self.service, "stopping: requests finished, publishing what is owed");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        tracing::info!(
+            service = self.service,
+            "stopping: requests finished, publishing what is owed"
+        );
         stop_tx.send(true).ok();
         consumer_task.await.ok();
         relay_task.await.ok();
@@ -158,21 +197,38 @@ impl Runtime {
                 "/metrics",
                 get(move || {
                     let handle = handle.clone();
-                    async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()) }
+                    async move {
+                        (
+                            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                            handle.render(),
+                        )
+                    }
                 }),
             )
     }
 }
 
 async fn health(pool: &PgPool, nats: &async_nats::Client) -> impl IntoResponse {
-    let db_ok = tokio::time::timeout(Duration::from_secs(2), sqlx::query("select 1").execute(pool)).await.is_ok_and(|r| r.is_ok());
+    let db_ok = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("select 1").execute(pool),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
     let nats_ok = nats::is_connected(nats);
     let ok = db_ok && nats_ok;
-    let checks = json!({"database": if db_ok {"ok"} else {"down"}, "nats": if nats_ok {"ok"} else {"down"}});
+    let checks =
+        json!({"database": if db_ok {"ok"} else {"down"}, "nats": if nats_ok {"ok"} else {"down"}});
     if ok {
-        (StatusCode::OK, Json(json!({"status": "ok", "checks": checks})))
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "checks": checks})),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "degraded", "checks": checks})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "degraded", "checks": checks})),
+        )
     }
 }
 

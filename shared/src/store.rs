@@ -15,7 +15,11 @@ use crate::event::{Envelope, EventMeta, NewEvent};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("concurrency conflict on {stream}: expected version {expected}, found {actual}")]
-    Conflict { stream: String, expected: i64, actual: i64 },
+    Conflict {
+        stream: String,
+        expected: i64,
+        actual: i64,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("corrupt event: {0}")]
@@ -38,14 +42,21 @@ pub async fn append(
         return Ok(vec![]);
     }
     sqlx::query(APPEND_LOCK).execute(&mut *conn).await?;
-    let actual: i64 = sqlx::query_scalar("select coalesce(max(version), 0) from events where stream = $1")
-        .bind(stream)
+    let actual: i64 =
+        sqlx::query_scalar("select coalesce(max(version), 0) from events where stream = $1")
+            .bind(stream)
+            .fetch_one(&mut *conn)
+            .await?;
+    if actual != expected_version {
+        return Err(StoreError::Conflict {
+            stream: stream.into(),
+            expected: expected_version,
+            actual,
+        });
+    }
+    let last: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events")
         .fetch_one(&mut *conn)
         .await?;
-    if actual != expected_version {
-        return Err(StoreError::Conflict { stream: stream.into(), expected: expected_version, actual });
-    }
-    let last: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events").fetch_one(&mut *conn).await?;
     // PostgreSQL keeps microseconds: the returned envelopes equal what a later read gives.
     let now = Utc::now().trunc_subsecs(6);
     let envelopes: Vec<Envelope> = events
@@ -107,26 +118,43 @@ fn row_to_envelope(r: sqlx::postgres::PgRow) -> Result<Envelope, sqlx::Error> {
 }
 
 /// Every event of one stream, in version order.
-pub async fn read_stream(conn: &mut PgConnection, stream: &str) -> Result<Vec<Envelope>, StoreError> {
+pub async fn read_stream(
+    conn: &mut PgConnection,
+    stream: &str,
+) -> Result<Vec<Envelope>, StoreError> {
     let rows = sqlx::query(
         "select position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data
          from events where stream = $1 order by version",
     ).bind(stream).fetch_all(&mut *conn).await?;
-    Ok(rows.into_iter().map(row_to_envelope).collect::<Result<_, _>>()?)
+    Ok(rows
+        .into_iter()
+        .map(row_to_envelope)
+        .collect::<Result<_, _>>()?)
 }
 
 /// Up to `limit` events after global `position`, in order.
-pub async fn read_after(conn: &mut PgConnection, position: i64, limit: i64) -> Result<Vec<Envelope>, StoreError> {
+pub async fn read_after(
+    conn: &mut PgConnection,
+    position: i64,
+    limit: i64,
+) -> Result<Vec<Envelope>, StoreError> {
     let rows = sqlx::query(
         "select position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data
          from events where position > $1 order by position limit $2",
     ).bind(position).bind(limit).fetch_all(&mut *conn).await?;
-    Ok(rows.into_iter().map(row_to_envelope).collect::<Result<_, _>>()?)
+    Ok(rows
+        .into_iter()
+        .map(row_to_envelope)
+        .collect::<Result<_, _>>()?)
 }
 
 /// The highest position stored (0 when empty).
 pub async fn head(conn: &mut PgConnection) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar("select coalesce(max(position), 0) from events").fetch_one(&mut *conn).await?)
+    Ok(
+        sqlx::query_scalar("select coalesce(max(position), 0) from events")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
 }
 
 #[cfg(test)]
@@ -139,8 +167,13 @@ mod tests {
     use super::*;
 
     async fn fresh_pool() -> PgPool {
-        let base = std::env::var("QINGLING_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let url = format!("{}/qingling_store_{}", base.trim_end_matches('/'), Uuid::now_v7().simple());
+        let base = std::env::var("QINGLING_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let url = format!(
+            "{}/qingling_store_{}",
+            base.trim_end_matches('/'),
+            Uuid::now_v7().simple()
+        );
         let pool = crate::db::connect(&url, "teststore", 8).await.unwrap();
         crate::db::migrate(&pool, "teststore", &[]).await.unwrap();
         pool
@@ -154,7 +187,12 @@ mod tests {
         NewEvent::new("thing_happened", json!({ "n": n }))
     }
 
-    async fn append_one(pool: &PgPool, stream: &str, expected: i64, n: i64) -> Result<Vec<Envelope>, StoreError> {
+    async fn append_one(
+        pool: &PgPool,
+        stream: &str,
+        expected: i64,
+        n: i64,
+    ) -> Result<Vec<Envelope>, StoreError> {
         let mut tx = pool.begin().await?;
         let out = append(&mut tx, stream, expected, &[ev(n)], &meta()).await?;
         tx.commit().await?;
@@ -165,9 +203,16 @@ mod tests {
     async fn appends_a_batch_with_versions_and_positions() {
         let pool = fresh_pool().await;
         let mut tx = pool.begin().await.unwrap();
-        let out = append(&mut tx, "thing-1", 0, &[ev(1), ev(2), ev(3)], &meta()).await.unwrap();
+        let out = append(&mut tx, "thing-1", 0, &[ev(1), ev(2), ev(3)], &meta())
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(out.iter().map(|e| (e.version, e.position)).collect::<Vec<_>>(), vec![(1, 1), (2, 2), (3, 3)]);
+        assert_eq!(
+            out.iter()
+                .map(|e| (e.version, e.position))
+                .collect::<Vec<_>>(),
+            vec![(1, 1), (2, 2), (3, 3)]
+        );
         let mut c = pool.acquire().await.unwrap();
         let read = read_stream(&mut c, "thing-1").await.unwrap();
         assert_eq!(read, out);
@@ -180,7 +225,17 @@ mod tests {
         let pool = fresh_pool().await;
         append_one(&pool, "thing-1", 0, 1).await.unwrap();
         let err = append_one(&pool, "thing-1", 0, 2).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { expected: 0, actual: 1, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                StoreError::Conflict {
+                    expected: 0,
+                    actual: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let mut c = pool.acquire().await.unwrap();
         assert_eq!(read_stream(&mut c, "thing-1").await.unwrap().len(), 1);
     }
@@ -188,10 +243,14 @@ mod tests {
     #[tokio::test]
     async fn racing_writers_on_one_stream_one_wins_the_rest_conflict() {
         let pool = fresh_pool().await;
-        let tasks: Vec<_> = (0..8).map(|n| tokio::spawn({
-            let pool = pool.clone();
-            async move { append_one(&pool, "thing-race", 0, n).await }
-        })).collect();
+        let tasks: Vec<_> = (0..8)
+            .map(|n| {
+                tokio::spawn({
+                    let pool = pool.clone();
+                    async move { append_one(&pool, "thing-race", 0, n).await }
+                })
+            })
+            .collect();
         let mut wins = 0;
         let mut conflicts = 0;
         for t in tasks {
@@ -212,13 +271,21 @@ mod tests {
     async fn read_after_pages_through_the_log_in_order() {
         let pool = fresh_pool().await;
         for n in 0..10 {
-            append_one(&pool, &format!("thing-{n}"), 0, n).await.unwrap();
+            append_one(&pool, &format!("thing-{n}"), 0, n)
+                .await
+                .unwrap();
         }
         let mut c = pool.acquire().await.unwrap();
         let first = read_after(&mut c, 0, 4).await.unwrap();
-        assert_eq!(first.iter().map(|e| e.position).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            first.iter().map(|e| e.position).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
         let rest = read_after(&mut c, 4, 100).await.unwrap();
-        assert_eq!(rest.iter().map(|e| e.position).collect::<Vec<_>>(), (5..=10).collect::<Vec<_>>());
+        assert_eq!(
+            rest.iter().map(|e| e.position).collect::<Vec<_>>(),
+            (5..=10).collect::<Vec<_>>()
+        );
         assert!(read_after(&mut c, 10, 100).await.unwrap().is_empty());
         assert_eq!(head(&mut c).await.unwrap(), 10);
     }
@@ -230,7 +297,9 @@ mod tests {
     async fn a_late_committing_transaction_is_never_skipped_by_a_position_reader() {
         let pool = fresh_pool().await;
         let mut slow = pool.begin().await.unwrap();
-        append(&mut slow, "thing-slow", 0, &[ev(0)], &meta()).await.unwrap();
+        append(&mut slow, "thing-slow", 0, &[ev(0)], &meta())
+            .await
+            .unwrap();
 
         let reader = tokio::spawn({
             let pool = pool.clone();
@@ -248,15 +317,26 @@ mod tests {
                 seen
             }
         });
-        let later: Vec<_> = (1..=5).map(|n| tokio::spawn({
-            let pool = pool.clone();
-            async move { append_one(&pool, &format!("thing-{n}"), 0, n).await.unwrap() }
-        })).collect();
+        let later: Vec<_> = (1..=5)
+            .map(|n| {
+                tokio::spawn({
+                    let pool = pool.clone();
+                    async move {
+                        append_one(&pool, &format!("thing-{n}"), 0, n)
+                            .await
+                            .unwrap()
+                    }
+                })
+            })
+            .collect();
 
         tokio::time::sleep(Duration::from_millis(400)).await;
         {
             let mut c = pool.acquire().await.unwrap();
-            assert!(read_after(&mut c, 0, 100).await.unwrap().is_empty(), "nothing may be visible past the open transaction");
+            assert!(
+                read_after(&mut c, 0, 100).await.unwrap().is_empty(),
+                "nothing may be visible past the open transaction"
+            );
         }
         slow.commit().await.unwrap();
         for t in later {
@@ -267,14 +347,19 @@ mod tests {
         assert_eq!(seen[0], "thing-slow");
         let mut c = pool.acquire().await.unwrap();
         let all = read_after(&mut c, 0, 100).await.unwrap();
-        assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
+        assert_eq!(
+            all.iter().map(|e| e.position).collect::<Vec<_>>(),
+            (1..=6).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]
     async fn a_rolled_back_append_leaves_no_trace_and_no_gap() {
         let pool = fresh_pool().await;
         let mut tx = pool.begin().await.unwrap();
-        append(&mut tx, "thing-a", 0, &[ev(1)], &meta()).await.unwrap();
+        append(&mut tx, "thing-a", 0, &[ev(1)], &meta())
+            .await
+            .unwrap();
         tx.rollback().await.unwrap();
         let out = append_one(&pool, "thing-b", 0, 2).await.unwrap();
         assert_eq!(out[0].position, 1);

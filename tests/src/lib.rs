@@ -1,1 +1,346 @@
+//! Test harness: starts the real service binaries against a fresh database and a fresh NATS
+//! subject prefix, so tests run in parallel without touching each other.
 
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use qingling_shared::{Claims, JwtKeys, Role};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+pub const SECRET: &str = "qingling-test-secret";
+pub const SERVICES: [&str; 3] = ["intake", "ledger", "closure"];
+
+pub fn nats_url() -> String {
+    std::env::var("QINGLING_TEST_NATS_URL")
+        .or_else(|_| std::env::var("NATS_URL"))
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+pub fn pg_base() -> String {
+    std::env::var("QINGLING_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The directory holding the built binaries (next to this test's own executable).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("deps dir");
+    if dir.ends_with("deps") {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+pub struct Service {
+    pub name: &'static str,
+    pub url: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Service {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Sends a signal (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            std::process::Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status()
+                .ok();
+        }
+    }
+}
+
+pub struct TestEnv {
+    pub db_name: String,
+    pub prefix: String,
+    pub extra_env: Vec<(String, String)>,
+    pub services: Vec<Service>,
+    pub http: reqwest::Client,
+    keys: JwtKeys,
+}
+
+impl TestEnv {
+    pub async fn start() -> TestEnv {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[(&str, &str)]) -> TestEnv {
+        let id = Uuid::now_v7().simple().to_string();
+        let mut env = TestEnv {
+            db_name: format!("qingling_t_{id}"),
+            prefix: format!("t{}", &id[id.len() - 16..]),
+            extra_env: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            services: vec![],
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            keys: JwtKeys::new(SECRET.as_bytes()),
+        };
+        // Sequentially: the first creates the database, the others find it.
+        for name in SERVICES {
+            let s = env.spawn(name).await;
+            env.services.push(s);
+        }
+        env
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("{}/{}", pg_base(), self.db_name)
+    }
+
+    /// Starts one service binary and waits until it listens.
+    pub async fn spawn(&self, name: &'static str) -> Service {
+        self.spawn_with(name, &[]).await
+    }
+
+    /// Kills a running service (SIGKILL) and starts it again, with `overrides` in its environment.
+    pub async fn restart(&mut self, name: &'static str, overrides: &[(&str, &str)]) {
+        let s = self.svc_mut(name);
+        s.child.kill().await.ok();
+        let new = self.spawn_with(name, overrides).await;
+        *self.svc_mut(name) = new;
+    }
+
+    pub async fn spawn_with(&self, name: &'static str, overrides: &[(&str, &str)]) -> Service {
+        let bin = bin_dir().join(format!("qingling-{name}"));
+        assert!(
+            bin.exists(),
+            "{} is not built: run `cargo build --workspace --bins` first",
+            bin.display()
+        );
+        let log = std::env::temp_dir().join(format!(
+            "{}-{name}-{}.log",
+            self.db_name,
+            Uuid::now_v7().simple()
+        ));
+        let mut cmd = Command::new(&bin);
+        cmd.env("DATABASE_URL", self.database_url())
+            .env("NATS_URL", nats_url())
+            .env("QINGLING_NATS_PREFIX", &self.prefix)
+            .env("QINGLING_JWT_SECRET", SECRET)
+            .env_remove("QINGLING_DEV")
+            .env(
+                format!("QINGLING_{}_ADDR", name.to_uppercase()),
+                "127.0.0.1:0",
+            )
+            .env(
+                "RUST_LOG",
+                std::env::var("QINGLING_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        for (k, v) in overrides {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn service");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.split("listening on ").nth(1) {
+                    return Some(url.trim().to_string());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            panic!(
+                "qingling-{name} did not start; its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Service {
+            name,
+            url,
+            child,
+            log,
+        }
+    }
+
+    pub fn svc(&self, name: &str) -> &Service {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .expect("service")
+    }
+
+    pub fn svc_mut(&mut self, name: &str) -> &mut Service {
+        self.services
+            .iter_mut()
+            .find(|s| s.name == name)
+            .expect("service")
+    }
+
+    pub fn url(&self, name: &str, path: &str) -> String {
+        format!("{}{}", self.svc(name).url, path)
+    }
+
+    pub fn token(&self, role: Role, org: &str) -> String {
+        self.token_with(
+            role,
+            org,
+            &format!("{}-{org}", role.as_str()),
+            chrono::Utc::now().timestamp() + 3600,
+        )
+    }
+
+    pub fn token_with(&self, role: Role, org: &str, sub: &str, exp: i64) -> String {
+        self.keys.mint(&Claims {
+            sub: sub.into(),
+            role,
+            org: org.into(),
+            exp,
+        })
+    }
+
+    pub async fn get(&self, svc: &str, path: &str, token: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.url(svc, path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        read(r).await
+    }
+
+    pub async fn post(
+        &self,
+        svc: &str,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.url(svc, path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        read(r).await
+    }
+
+    /// A connection to one service's schema of the test database.
+    pub async fn db(&self, schema: &str) -> PgConnection {
+        let opts: PgConnectOptions = self.database_url().parse().unwrap();
+        opts.options([("search_path", schema)])
+            .connect()
+            .await
+            .expect("connect to test database")
+    }
+
+    pub async fn count_events(&self, schema: &str) -> i64 {
+        sqlx::query_scalar("select count(*) from events")
+            .fetch_one(&mut self.db(schema).await)
+            .await
+            .unwrap()
+    }
+
+    pub async fn nats(&self) -> async_nats::Client {
+        async_nats::connect(nats_url())
+            .await
+            .expect("connect to NATS")
+    }
+
+    pub fn stream_name(&self) -> String {
+        qingling_shared::nats::stream_name(&self.prefix)
+    }
+
+    /// Stops the services and removes the database and the JetStream stream.
+    pub async fn cleanup(mut self) {
+        for s in &mut self.services {
+            s.child.kill().await.ok();
+        }
+        if let Ok(nc) = async_nats::connect(nats_url()).await {
+            async_nats::jetstream::new(nc)
+                .delete_stream(self.stream_name())
+                .await
+                .ok();
+        }
+        let opts: PgConnectOptions = format!("{}/postgres", pg_base()).parse().unwrap();
+        if let Ok(mut c) = opts.connect().await {
+            let sql = format!("drop database if exists \"{}\" with (force)", self.db_name);
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .ok();
+        }
+    }
+}
+
+pub async fn read(r: reqwest::Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Polls `f` until it yields `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn complaint(street: &str, community: &str, building: &str, basement: &str) -> Value {
+    serde_json::json!({
+        "district": "tongzhou", "street": street, "category": "basement_illegal_residence", "urgency": "normal",
+        "point": {"community": community, "building": building, "basement": basement,
+                  "address": format!("通州区{community}{building}号楼地下")},
+        "caller": {"name": "张先生", "phone": "13800000000"},
+        "description": "地下室有人居住,隔断很多",
+    })
+}
+
+pub fn rectified(item_id: &str) -> Value {
+    serde_json::json!({
+        "item_id": item_id, "outcome": "rectified",
+        "checklist": {"no_illegal_residents": true, "no_garbage_or_unsafe_partitions": true, "no_illegal_use": true, "layout_restored": true},
+        "rooms_cleared": 7, "partition_area_m2": 120.5,
+        "evidence": [{"kind": "photo", "uri": "s3://bucket/after.jpg", "sha256": "a".repeat(64)}],
+        "note": "已清理",
+    })
+}

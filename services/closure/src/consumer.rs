@@ -26,7 +26,15 @@ impl Apply for LedgerEvents {
         let status = match ev.event_type.as_str() {
             "item_registered" => {
                 let d: ItemRef = ev.data_as()?;
-                store::learn_item(c, d.item_id, &d.district, &d.street, &d.category, ev.occurred_at).await?;
+                store::learn_item(
+                    c,
+                    d.item_id,
+                    &d.district,
+                    &d.street,
+                    &d.category,
+                    ev.occurred_at,
+                )
+                .await?;
                 return Ok(());
             }
             "item_acknowledged" | "item_closure_rejected" => "acknowledged",

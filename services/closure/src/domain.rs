@@ -67,7 +67,10 @@ impl Checklist {
     fn items(&self) -> [(&'static str, bool); 4] {
         [
             ("no_illegal_residents", self.no_illegal_residents),
-            ("no_garbage_or_unsafe_partitions", self.no_garbage_or_unsafe_partitions),
+            (
+                "no_garbage_or_unsafe_partitions",
+                self.no_garbage_or_unsafe_partitions,
+            ),
             ("no_illegal_use", self.no_illegal_use),
             ("layout_restored", self.layout_restored),
         ]
@@ -108,11 +111,17 @@ impl RequestInput {
             Some("rectified") => Some(Outcome::Rectified),
             Some("unfounded") => Some(Outcome::Unfounded),
             None => {
-                errors.push(FieldError::new("outcome", "is required (rectified or unfounded)"));
+                errors.push(FieldError::new(
+                    "outcome",
+                    "is required (rectified or unfounded)",
+                ));
                 None
             }
             Some(other) => {
-                errors.push(FieldError::new("outcome", format!("must be rectified or unfounded, not {other:?}")));
+                errors.push(FieldError::new(
+                    "outcome",
+                    format!("must be rectified or unfounded, not {other:?}"),
+                ));
                 None
             }
         };
@@ -131,46 +140,78 @@ impl RequestInput {
             Some(Outcome::Rectified) => {
                 for (name, ok) in checklist.items() {
                     if !ok {
-                        errors.push(FieldError::new(format!("checklist.{name}"), "must be true for a rectified write-off (三无一恢复)"));
+                        errors.push(FieldError::new(
+                            format!("checklist.{name}"),
+                            "must be true for a rectified write-off (三无一恢复)",
+                        ));
                     }
                 }
             }
             Some(Outcome::Unfounded) if note.is_empty() => {
-                errors.push(FieldError::new("note", "is required when the complaint was unfounded (核查不属实)"));
+                errors.push(FieldError::new(
+                    "note",
+                    "is required when the complaint was unfounded (核查不属实)",
+                ));
             }
             _ => {}
         }
         let rooms_cleared = match self.rooms_cleared {
             Some(n) if !(0..=100_000).contains(&n) => {
-                errors.push(FieldError::new("rooms_cleared", "must be between 0 and 100000"));
+                errors.push(FieldError::new(
+                    "rooms_cleared",
+                    "must be between 0 and 100000",
+                ));
                 None
             }
             n => n.map(|n| n as i32),
         };
         if let Some(a) = self.partition_area_m2 {
             if !a.is_finite() || !(0.0..=1_000_000.0).contains(&a) {
-                errors.push(FieldError::new("partition_area_m2", "must be between 0 and 1000000"));
+                errors.push(FieldError::new(
+                    "partition_area_m2",
+                    "must be between 0 and 1000000",
+                ));
             }
         }
         let mut evidence = Vec::new();
         match self.evidence {
-            None => errors.push(FieldError::new("evidence", "at least one piece of evidence is required")),
-            Some(list) if list.is_empty() => errors.push(FieldError::new("evidence", "at least one piece of evidence is required")),
-            Some(list) if list.len() > 50 => errors.push(FieldError::new("evidence", "at most 50 pieces of evidence")),
+            None => errors.push(FieldError::new(
+                "evidence",
+                "at least one piece of evidence is required",
+            )),
+            Some(list) if list.is_empty() => errors.push(FieldError::new(
+                "evidence",
+                "at least one piece of evidence is required",
+            )),
+            Some(list) if list.len() > 50 => {
+                errors.push(FieldError::new("evidence", "at most 50 pieces of evidence"))
+            }
             Some(list) => {
                 for (i, e) in list.into_iter().enumerate() {
                     let kind = e.kind.unwrap_or_default();
                     if !EVIDENCE_KINDS.contains(&kind.as_str()) {
-                        errors.push(FieldError::new(format!("evidence[{i}].kind"), "must be photo, document or video"));
+                        errors.push(FieldError::new(
+                            format!("evidence[{i}].kind"),
+                            "must be photo, document or video",
+                        ));
                     }
                     let uri = e.uri.map(|u| u.trim().to_string()).unwrap_or_default();
                     if uri.is_empty() || uri.len() > 2000 || !uri.contains(':') {
-                        errors.push(FieldError::new(format!("evidence[{i}].uri"), "must be a URI such as s3://bucket/photo.jpg"));
+                        errors.push(FieldError::new(
+                            format!("evidence[{i}].uri"),
+                            "must be a URI such as s3://bucket/photo.jpg",
+                        ));
                     }
-                    let sha256 = e.sha256.map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty());
+                    let sha256 = e
+                        .sha256
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty());
                     if let Some(h) = &sha256 {
                         if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
-                            errors.push(FieldError::new(format!("evidence[{i}].sha256"), "must be 64 hexadecimal digits"));
+                            errors.push(FieldError::new(
+                                format!("evidence[{i}].sha256"),
+                                "must be 64 hexadecimal digits",
+                            ));
                         }
                     }
                     evidence.push(Evidence { kind, uri, sha256 });
@@ -214,7 +255,10 @@ pub enum DomainError {
     #[error("{0}")]
     Conflict(String),
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// A write-off request, folded from its events.
@@ -227,11 +271,22 @@ pub struct Closure {
 }
 
 impl Closure {
-    pub fn from_event_types<'a>(id: Uuid, item_id: Uuid, types: impl IntoIterator<Item = &'a str>) -> Option<Closure> {
+    pub fn from_event_types<'a>(
+        id: Uuid,
+        item_id: Uuid,
+        types: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Closure> {
         let mut c: Option<Closure> = None;
         for t in types {
             match (&mut c, t) {
-                (None, "closure_requested") => c = Some(Closure { id, item_id, status: ClosureStatus::Pending, version: 1 }),
+                (None, "closure_requested") => {
+                    c = Some(Closure {
+                        id,
+                        item_id,
+                        status: ClosureStatus::Pending,
+                        version: 1,
+                    })
+                }
                 (Some(c), t) => {
                     c.version += 1;
                     match t {
@@ -248,13 +303,22 @@ impl Closure {
 
     fn must_be_pending(&self) -> Result<(), DomainError> {
         if self.status != ClosureStatus::Pending {
-            return Err(DomainError::Conflict(format!("write-off request {} is {}, not pending", self.id, self.status.as_str())));
+            return Err(DomainError::Conflict(format!(
+                "write-off request {} is {}, not pending",
+                self.id,
+                self.status.as_str()
+            )));
         }
         Ok(())
     }
 
     /// 销账: the reviewer approves.
-    pub fn approve(&self, reviewer: &str, outcome: &str, note: Option<&str>) -> Result<Vec<NewEvent>, DomainError> {
+    pub fn approve(
+        &self,
+        reviewer: &str,
+        outcome: &str,
+        note: Option<&str>,
+    ) -> Result<Vec<NewEvent>, DomainError> {
         self.must_be_pending()?;
         Ok(vec![NewEvent::new(
             "closure_approved",
@@ -265,7 +329,10 @@ impl Closure {
     /// The reviewer sends it back with a reason.
     pub fn reject(&self, reviewer: &str, reason: &str) -> Result<Vec<NewEvent>, DomainError> {
         if reason.trim().is_empty() {
-            return Err(DomainError::Invalid { field: "reason", message: "a reason is required".into() });
+            return Err(DomainError::Invalid {
+                field: "reason",
+                message: "a reason is required".into(),
+            });
         }
         self.must_be_pending()?;
         Ok(vec![NewEvent::new(
@@ -318,8 +385,14 @@ mod tests {
     fn rectified_needs_all_four_checklist_items_and_names_each_missing_one() {
         let mut v = full();
         v["checklist"]["layout_restored"] = json!(false);
-        v["checklist"].as_object_mut().unwrap().remove("no_illegal_use");
-        assert_eq!(fields(input(v).parse()), vec!["checklist.no_illegal_use", "checklist.layout_restored"]);
+        v["checklist"]
+            .as_object_mut()
+            .unwrap()
+            .remove("no_illegal_use");
+        assert_eq!(
+            fields(input(v).parse()),
+            vec!["checklist.no_illegal_use", "checklist.layout_restored"]
+        );
     }
 
     #[test]
@@ -328,7 +401,10 @@ mod tests {
         v["outcome"] = json!("unfounded");
         v["checklist"] = json!({"no_illegal_residents": true});
         v["note"] = json!("核查无人居住");
-        assert_eq!(input(v.clone()).parse().unwrap().outcome, Outcome::Unfounded);
+        assert_eq!(
+            input(v.clone()).parse().unwrap().outcome,
+            Outcome::Unfounded
+        );
         v["note"] = json!("  ");
         assert_eq!(fields(input(v).parse()), vec!["note"]);
     }
@@ -341,7 +417,10 @@ mod tests {
         v.as_object_mut().unwrap().remove("evidence");
         assert_eq!(fields(input(v.clone()).parse()), vec!["evidence"]);
         v["evidence"] = json!([{"kind": "selfie", "uri": "", "sha256": "xyz"}]);
-        assert_eq!(fields(input(v).parse()), vec!["evidence[0].kind", "evidence[0].uri", "evidence[0].sha256"]);
+        assert_eq!(
+            fields(input(v).parse()),
+            vec!["evidence[0].kind", "evidence[0].uri", "evidence[0].sha256"]
+        );
     }
 
     #[test]
@@ -351,7 +430,10 @@ mod tests {
         v.as_object_mut().unwrap().remove("item_id");
         v["rooms_cleared"] = json!(-1);
         v["partition_area_m2"] = json!(-3.0);
-        assert_eq!(fields(input(v).parse()), vec!["item_id", "outcome", "rooms_cleared", "partition_area_m2"]);
+        assert_eq!(
+            fields(input(v).parse()),
+            vec!["item_id", "outcome", "rooms_cleared", "partition_area_m2"]
+        );
     }
 
     #[test]
@@ -359,14 +441,30 @@ mod tests {
         let (id, item) = (Uuid::now_v7(), Uuid::now_v7());
         let pending = Closure::from_event_types(id, item, ["closure_requested"]).unwrap();
         assert_eq!(pending.version, 1);
-        assert_eq!(pending.approve("r1", "rectified", None).unwrap()[0].event_type, "closure_approved");
-        assert_eq!(pending.reject("r1", "照片不清").unwrap()[0].data["reason"], "照片不清");
-        assert!(matches!(pending.reject("r1", " "), Err(DomainError::Invalid { field: "reason", .. })));
-        let approved = Closure::from_event_types(id, item, ["closure_requested", "closure_approved"]).unwrap();
+        assert_eq!(
+            pending.approve("r1", "rectified", None).unwrap()[0].event_type,
+            "closure_approved"
+        );
+        assert_eq!(
+            pending.reject("r1", "照片不清").unwrap()[0].data["reason"],
+            "照片不清"
+        );
+        assert!(matches!(
+            pending.reject("r1", " "),
+            Err(DomainError::Invalid {
+                field: "reason",
+                ..
+            })
+        ));
+        let approved =
+            Closure::from_event_types(id, item, ["closure_requested", "closure_approved"]).unwrap();
         assert_eq!(approved.status, ClosureStatus::Approved);
-        assert!(matches!(approved.approve("r1", "rectified", None), Err(DomainError::Conflict(m)) if m.contains("approved")));
+        assert!(
+            matches!(approved.approve("r1", "rectified", None), Err(DomainError::Conflict(m)) if m.contains("approved"))
+        );
         assert!(approved.reject("r1", "x").is_err());
-        let rejected = Closure::from_event_types(id, item, ["closure_requested", "closure_rejected"]).unwrap();
+        let rejected =
+            Closure::from_event_types(id, item, ["closure_requested", "closure_rejected"]).unwrap();
         assert!(rejected.approve("r1", "rectified", None).is_err());
         assert!(Closure::from_event_types(id, item, ["closure_approved"]).is_none());
     }

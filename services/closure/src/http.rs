@@ -66,40 +66,71 @@ fn closure_json(r: &ClosureRow) -> Value {
 }
 
 /// 销账申请: a street asks to write off its acknowledged item.
-async fn request(State(s): State<AppState>, caller: Caller, JsonBody(input): JsonBody<RequestInput>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn request(
+    State(s): State<AppState>,
+    caller: Caller,
+    JsonBody(input): JsonBody<RequestInput>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(&[Role::Street])?;
     let req = input.parse().map_err(ApiError::invalid)?;
     let mut tx = s.pool.begin().await?;
-    let item = store::get_item(&mut tx, req.item_id).await?.ok_or_else(|| ApiError::NotFound(format!("no item {}", req.item_id)))?;
+    let item = store::get_item(&mut tx, req.item_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no item {}", req.item_id)))?;
     caller.ensure_covers(&item.district, &item.street)?;
     if let Some(pending) = store::pending_for_item(&mut tx, item.item_id).await? {
         return Err(ApiError::Conflict {
-            detail: format!("item {} already has a pending write-off request", item.item_id),
+            detail: format!(
+                "item {} already has a pending write-off request",
+                item.item_id
+            ),
             extra: Some(json!({"closure_id": pending})),
         });
     }
     // closure_pending here may be a rejection the ledger has not echoed yet: no request is pending.
     if !matches!(item.status.as_str(), "acknowledged" | "closure_pending") {
-        return Err(ApiError::conflict(format!("item {} is {}: only an acknowledged item can be written off", item.item_id, item.status)));
+        return Err(ApiError::conflict(format!(
+            "item {} is {}: only an acknowledged item can be written off",
+            item.item_id, item.status
+        )));
     }
     let id = Uuid::now_v7();
     let now = Utc::now();
     if !store::insert_closure(&mut tx, id, &item, &req, &caller.sub, now).await? {
-        return Err(ApiError::conflict(format!("item {} already has a pending write-off request", item.item_id)));
+        return Err(ApiError::conflict(format!(
+            "item {} already has a pending write-off request",
+            item.item_id
+        )));
     }
-    events::append(&mut tx, &stream_of(id), 0, &[domain::requested(id, &item.street, &req)], &EventMeta::from_request(&caller.sub, Uuid::now_v7())).await?;
+    events::append(
+        &mut tx,
+        &stream_of(id),
+        0,
+        &[domain::requested(id, &item.street, &req)],
+        &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
+    )
+    .await?;
     tx.commit().await?;
     s.relay_wake.notify_one();
-    Ok((StatusCode::CREATED, Json(json!({"closure_id": id, "status": "pending", "item_id": item.item_id}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"closure_id": id, "status": "pending", "item_id": item.item_id})),
+    ))
 }
 
 async fn visible(s: &AppState, caller: &Caller, id: Uuid) -> Result<ClosureRow, ApiError> {
-    let row = store::get_closure(&mut *s.pool.acquire().await?, id).await?.ok_or_else(|| ApiError::NotFound(format!("no write-off request {id}")))?;
+    let row = store::get_closure(&mut *s.pool.acquire().await?, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no write-off request {id}")))?;
     caller.ensure_covers(&row.district, &row.street)?;
     Ok(row)
 }
 
-async fn detail(State(s): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+async fn detail(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Street, Role::Reviewer, Role::District])?;
     let row = visible(&s, &caller, id).await?;
     let history: Vec<Value> = events::read_stream(&mut *s.pool.acquire().await?, &stream_of(id))
@@ -119,25 +150,49 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-async fn list(State(s): State<AppState>, caller: Caller, QueryParams(q): QueryParams<ListQuery>) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Street, Role::Reviewer, Role::District])?;
     let status = q.status.filter(|x| !x.is_empty());
     if let Some(st) = &status {
         if !["pending", "approved", "rejected"].contains(&st.as_str()) {
-            return Err(ApiError::invalid_field("status", "must be pending, approved or rejected"));
+            return Err(ApiError::invalid_field(
+                "status",
+                "must be pending, approved or rejected",
+            ));
         }
     }
     let (district, street) = match (caller.role, q.street.filter(|x| !x.is_empty())) {
-        (Role::Street, Some(st)) if st != caller.org => return Err(ApiError::Forbidden(format!("street {} may not list street {st}", caller.org))),
+        (Role::Street, Some(st)) if st != caller.org => {
+            return Err(ApiError::Forbidden(format!(
+                "street {} may not list street {st}",
+                caller.org
+            )))
+        }
         (Role::Street, _) => (None, Some(caller.org.clone())),
         (_, Some(st)) if s.orgs.street(&caller.org, &st).is_none() => {
-            return Err(ApiError::Forbidden(format!("street {st} is not in district {}", caller.org)))
+            return Err(ApiError::Forbidden(format!(
+                "street {st} is not in district {}",
+                caller.org
+            )))
         }
         (_, st) => (Some(caller.org.clone()), st),
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let rows = store::list_closures(&mut *s.pool.acquire().await?, district.as_deref(), street.as_deref(), status.as_deref(), limit).await?;
-    Ok(Json(json!({"closures": rows.iter().map(closure_json).collect::<Vec<_>>()})))
+    let rows = store::list_closures(
+        &mut *s.pool.acquire().await?,
+        district.as_deref(),
+        street.as_deref(),
+        status.as_deref(),
+        limit,
+    )
+    .await?;
+    Ok(Json(
+        json!({"closures": rows.iter().map(closure_json).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -148,20 +203,37 @@ struct ReviewBody {
 
 /// Approve or reject: load the request's events, decide, append at the version read. Of two
 /// racing reviews one appends; the other reloads, finds it no longer pending, and gets 409.
-async fn review(s: &AppState, caller: &Caller, id: Uuid, body: ReviewBody, approve: bool) -> Result<Json<Value>, ApiError> {
+async fn review(
+    s: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    body: ReviewBody,
+    approve: bool,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Reviewer])?;
     let row = visible(s, caller, id).await?;
     let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
-    let note = body.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    let note = body
+        .note
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
     let reason = body.reason.unwrap_or_default();
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut tx = s.pool.begin().await?;
         let history = events::read_stream(&mut tx, &stream_of(id)).await?;
-        let closure = Closure::from_event_types(id, row.item_id, history.iter().map(|e| e.event_type.as_str()))
-            .ok_or_else(|| anyhow::anyhow!("write-off request {id} has no events"))?;
-        let new = if approve { closure.approve(&caller.sub, &row.outcome, note.as_deref())? } else { closure.reject(&caller.sub, &reason)? };
+        let closure = Closure::from_event_types(
+            id,
+            row.item_id,
+            history.iter().map(|e| e.event_type.as_str()),
+        )
+        .ok_or_else(|| anyhow::anyhow!("write-off request {id} has no events"))?;
+        let new = if approve {
+            closure.approve(&caller.sub, &row.outcome, note.as_deref())?
+        } else {
+            closure.reject(&caller.sub, &reason)?
+        };
         match events::append(&mut tx, &stream_of(id), closure.version, &new, &meta).await {
             Ok(_) => {}
             Err(StoreError::Conflict { .. }) if attempt < 5 => continue,
@@ -169,9 +241,27 @@ async fn review(s: &AppState, caller: &Caller, id: Uuid, body: ReviewBody, appro
         }
         let now = Utc::now();
         if approve {
-            store::review(&mut tx, id, "approved", &caller.sub, now, note.as_deref(), None).await?;
+            store::review(
+                &mut tx,
+                id,
+                "approved",
+                &caller.sub,
+                now,
+                note.as_deref(),
+                None,
+            )
+            .await?;
         } else {
-            store::review(&mut tx, id, "rejected", &caller.sub, now, None, Some(reason.trim())).await?;
+            store::review(
+                &mut tx,
+                id,
+                "rejected",
+                &caller.sub,
+                now,
+                None,
+                Some(reason.trim()),
+            )
+            .await?;
         }
         tx.commit().await?;
         s.relay_wake.notify_one();
@@ -182,16 +272,32 @@ async fn review(s: &AppState, caller: &Caller, id: Uuid, body: ReviewBody, appro
 }
 
 /// The body is optional here (`{"note": …}`); when present it must be JSON.
-async fn approve(State(s): State<AppState>, caller: Caller, PathId(id): PathId, req: axum::extract::Request) -> Result<Json<Value>, ApiError> {
+async fn approve(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    req: axum::extract::Request,
+) -> Result<Json<Value>, ApiError> {
     let h = req.headers();
     let empty = match h.get(axum::http::header::CONTENT_LENGTH) {
         Some(len) => len == "0",
         None => h.get(axum::http::header::TRANSFER_ENCODING).is_none(),
     };
-    let body = if empty { ReviewBody::default() } else { <JsonBody<ReviewBody> as axum::extract::FromRequest<AppState>>::from_request(req, &s).await?.0 };
+    let body = if empty {
+        ReviewBody::default()
+    } else {
+        <JsonBody<ReviewBody> as axum::extract::FromRequest<AppState>>::from_request(req, &s)
+            .await?
+            .0
+    };
     review(&s, &caller, id, body, true).await
 }
 
-async fn reject(State(s): State<AppState>, caller: Caller, PathId(id): PathId, JsonBody(body): JsonBody<ReviewBody>) -> Result<Json<Value>, ApiError> {
+async fn reject(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody<ReviewBody>,
+) -> Result<Json<Value>, ApiError> {
     review(&s, &caller, id, body, false).await
 }

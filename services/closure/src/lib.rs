@@ -12,12 +12,21 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     name: "closure",
     addr_var: "QINGLING_CLOSURE_ADDR",
     default_addr: "127.0.0.1:8083",
-    migrations: &[("0002_closures", include_str!("../../../migrations/closure/0002_closures.sql"))],
+    migrations: &[(
+        "0002_closures",
+        include_str!("../../../migrations/closure/0002_closures.sql"),
+    )],
     listens_to: &["ledger"],
 };
 
 pub async fn run() -> anyhow::Result<()> {
     let rt = Runtime::start(&SPEC).await?;
-    let state = http::AppState { pool: rt.pool.clone(), keys: JwtKeys::new(&rt.config.jwt_secret), orgs: Orgs::load()?, relay_wake: rt.relay_wake.clone() };
-    rt.serve(&SPEC, http::router(state), consumer::LedgerEvents).await
+    let state = http::AppState {
+        pool: rt.pool.clone(),
+        keys: JwtKeys::new(&rt.config.jwt_secret),
+        orgs: Orgs::load()?,
+        relay_wake: rt.relay_wake.clone(),
+    };
+    rt.serve(&SPEC, http::router(state), consumer::LedgerEvents)
+        .await
 }

@@ -42,10 +42,22 @@ const CLOSURE_COLUMNS: &str = "closure_id, item_id, district, street, category, 
     evidence, note, status, requested_by, requested_at, reviewed_by, reviewed_at, review_note, reject_reason";
 
 pub async fn get_item(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ItemView>> {
-    sqlx::query_as("select item_id, district, street, category, status from items where item_id = $1").bind(id).fetch_optional(c).await
+    sqlx::query_as(
+        "select item_id, district, street, category, status from items where item_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(c)
+    .await
 }
 
-pub async fn learn_item(c: &mut PgConnection, id: Uuid, district: &str, street: &str, category: &str, at: DateTime<Utc>) -> sqlx::Result<()> {
+pub async fn learn_item(
+    c: &mut PgConnection,
+    id: Uuid,
+    district: &str,
+    street: &str,
+    category: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
     sqlx::query(
         "insert into items (item_id, district, street, category, status, updated_at) values ($1, $2, $3, $4, 'registered', $5)
          on conflict (item_id) do nothing",
@@ -60,8 +72,18 @@ pub async fn learn_item(c: &mut PgConnection, id: Uuid, district: &str, street: 
     Ok(())
 }
 
-pub async fn set_item_status(c: &mut PgConnection, id: Uuid, status: &str, at: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query("update items set status = $2, updated_at = $3 where item_id = $1").bind(id).bind(status).bind(at).execute(c).await?;
+pub async fn set_item_status(
+    c: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("update items set status = $2, updated_at = $3 where item_id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(at)
+        .execute(c)
+        .await?;
     Ok(())
 }
 
@@ -103,7 +125,10 @@ pub async fn insert_closure(
 }
 
 pub async fn pending_for_item(c: &mut PgConnection, item_id: Uuid) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar("select closure_id from closures where item_id = $1 and status = 'pending'").bind(item_id).fetch_optional(c).await
+    sqlx::query_scalar("select closure_id from closures where item_id = $1 and status = 'pending'")
+        .bind(item_id)
+        .fetch_optional(c)
+        .await
 }
 
 pub async fn review(
@@ -131,7 +156,10 @@ pub async fn review(
 
 pub async fn get_closure(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ClosureRow>> {
     let sql = format!("select {CLOSURE_COLUMNS} from closures where closure_id = $1");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(c)
+        .await
 }
 
 pub async fn list_closures(
@@ -146,5 +174,11 @@ pub async fn list_closures(
          where ($1::text is null or district = $1) and ($2::text is null or street = $2) and ($3::text is null or status = $3)
          order by closure_id desc limit $4"
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(district).bind(street).bind(status).bind(limit).fetch_all(c).await
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(district)
+        .bind(street)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(c)
+        .await
 }

@@ -12,10 +12,20 @@ pub struct LedgerEvents;
 
 impl Apply for LedgerEvents {
     async fn apply(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
-        let item_id = ev.data.get("item_id").and_then(|v| v.as_str()).and_then(|s| s.parse::<Uuid>().ok());
-        let complaint_id = ev.data.get("complaint_id").and_then(|v| v.as_str()).and_then(|s| s.parse::<Uuid>().ok());
+        let item_id = ev
+            .data
+            .get("item_id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<Uuid>().ok());
+        let complaint_id = ev
+            .data
+            .get("complaint_id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<Uuid>().ok());
         let (ids, by_item) = match ev.event_type.as_str() {
-            "item_registered" | "complaint_linked" => (complaint_id.into_iter().collect::<Vec<_>>(), None),
+            "item_registered" | "complaint_linked" => {
+                (complaint_id.into_iter().collect::<Vec<_>>(), None)
+            }
             "item_written_off" => (vec![], item_id),
             _ => return Ok(()),
         };

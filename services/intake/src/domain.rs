@@ -84,7 +84,10 @@ fn text(errors: &mut Vec<FieldError>, field: &str, v: Option<&String>, max: usiz
             String::new()
         }
         Some(s) if s.chars().count() > max => {
-            errors.push(FieldError::new(field, format!("is longer than {max} characters")));
+            errors.push(FieldError::new(
+                field,
+                format!("is longer than {max} characters"),
+            ));
             String::new()
         }
         Some(s) => s.to_string(),
@@ -93,30 +96,53 @@ fn text(errors: &mut Vec<FieldError>, field: &str, v: Option<&String>, max: usiz
 
 impl ComplaintInput {
     /// Parses the request into a [`Complaint`], or every field error at once.
-    pub fn parse(self, orgs: &Orgs, catalog: &Catalog, now: DateTime<Utc>) -> Result<Complaint, Vec<FieldError>> {
+    pub fn parse(
+        self,
+        orgs: &Orgs,
+        catalog: &Catalog,
+        now: DateTime<Utc>,
+    ) -> Result<Complaint, Vec<FieldError>> {
         let mut errors = Vec::new();
         let district = text(&mut errors, "district", self.district.as_ref(), 64);
         let street = text(&mut errors, "street", self.street.as_ref(), 64);
         if !district.is_empty() && orgs.district(&district).is_none() {
-            errors.push(FieldError::new("district", format!("unknown district {district:?}")));
-        } else if !district.is_empty() && !street.is_empty() && orgs.street(&district, &street).is_none() {
-            errors.push(FieldError::new("street", format!("{street:?} is not a street or township of {district}")));
+            errors.push(FieldError::new(
+                "district",
+                format!("unknown district {district:?}"),
+            ));
+        } else if !district.is_empty()
+            && !street.is_empty()
+            && orgs.street(&district, &street).is_none()
+        {
+            errors.push(FieldError::new(
+                "street",
+                format!("{street:?} is not a street or township of {district}"),
+            ));
         }
         let category = text(&mut errors, "category", self.category.as_ref(), 64);
         if !category.is_empty() && catalog.get(&category).is_none() {
-            errors.push(FieldError::new("category", format!("unknown category {category:?} (see GET /v1/catalog)")));
+            errors.push(FieldError::new(
+                "category",
+                format!("unknown category {category:?} (see GET /v1/catalog)"),
+            ));
         }
         let urgency = match self.urgency.as_deref() {
             None | Some("normal") => Urgency::Normal,
             Some("urgent") => Urgency::Urgent,
             Some(other) => {
-                errors.push(FieldError::new("urgency", format!("must be normal or urgent, not {other:?}")));
+                errors.push(FieldError::new(
+                    "urgency",
+                    format!("must be normal or urgent, not {other:?}"),
+                ));
                 Urgency::Normal
             }
         };
         let description = match self.description.as_deref().map(str::trim) {
             Some(d) if d.chars().count() > MAX_TEXT => {
-                errors.push(FieldError::new("description", format!("is longer than {MAX_TEXT} characters")));
+                errors.push(FieldError::new(
+                    "description",
+                    format!("is longer than {MAX_TEXT} characters"),
+                ));
                 String::new()
             }
             d => d.unwrap_or("").to_string(),
@@ -131,20 +157,35 @@ impl ComplaintInput {
                     community: text(&mut errors, "point.community", p.community.as_ref(), 200),
                     building: text(&mut errors, "point.building", p.building.as_ref(), 100),
                     basement: text(&mut errors, "point.basement", p.basement.as_ref(), 100),
-                    address: p.address.map(|a| a.trim().chars().take(MAX_TEXT).collect()).filter(|a: &String| !a.is_empty()),
+                    address: p
+                        .address
+                        .map(|a| a.trim().chars().take(MAX_TEXT).collect())
+                        .filter(|a: &String| !a.is_empty()),
                 };
                 (Some(point), p.point_id)
             }
         };
         let caller = self.caller.map(|c| {
-            let phone = c.phone.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
+            let phone = c
+                .phone
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty());
             if let Some(p) = &phone {
-                let ok = p.len() <= 20 && p.chars().all(|ch| ch.is_ascii_digit() || "+- ".contains(ch)) && p.chars().filter(char::is_ascii_digit).count() >= 3;
+                let ok = p.len() <= 20
+                    && p.chars()
+                        .all(|ch| ch.is_ascii_digit() || "+- ".contains(ch))
+                    && p.chars().filter(char::is_ascii_digit).count() >= 3;
                 if !ok {
-                    errors.push(FieldError::new("caller.phone", "must be a telephone number"));
+                    errors.push(FieldError::new(
+                        "caller.phone",
+                        "must be a telephone number",
+                    ));
                 }
             }
-            let name = c.name.map(|n| n.trim().chars().take(100).collect::<String>()).filter(|n| !n.is_empty());
+            let name = c
+                .name
+                .map(|n| n.trim().chars().take(100).collect::<String>())
+                .filter(|n| !n.is_empty());
             Caller { name, phone }
         });
         let received_at = self.received_at.unwrap_or(now);
@@ -156,14 +197,28 @@ impl ComplaintInput {
         }
         let point = point.expect("checked above");
         let point_id = given_id.unwrap_or_else(|| point_id(&district, &point));
-        Ok(Complaint { district, street, category, urgency, point, point_id, caller, description, received_at })
+        Ok(Complaint {
+            district,
+            street,
+            category,
+            urgency,
+            point,
+            point_id,
+            caller,
+            description,
+            received_at,
+        })
     }
 }
 
 /// Folds the spellings of one place together: full-width and half-width forms (NFKC), spacing,
 /// letter case, and the usual building suffixes (3号楼 = 3栋 = 3).
 pub fn normalize(s: &str) -> String {
-    let folded: String = s.nfkc().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect();
+    let folded: String = s
+        .nfkc()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect();
     for suffix in ["号楼", "号", "栋", "幢", "楼"] {
         if let Some(rest) = folded.strip_suffix(suffix) {
             if !rest.is_empty() {
@@ -178,22 +233,35 @@ const POINT_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c2e_9b7d_4e58_a0c4_5f1e_2d
 
 /// The same basement always gets the same id: a UUIDv5 of its normalised parts.
 pub fn point_id(district: &str, point: &Point) -> Uuid {
-    let key = [district, &point.community, &point.building, &point.basement].map(normalize).join("\u{1f}");
+    let key = [district, &point.community, &point.building, &point.basement]
+        .map(normalize)
+        .join("\u{1f}");
     Uuid::new_v5(&POINT_NAMESPACE, key.as_bytes())
 }
 
 /// Respond-by and resolve-by for a dispatch at `at`.
-pub fn deadlines(limits: &Limits, urgency: Urgency, at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+pub fn deadlines(
+    limits: &Limits,
+    urgency: Urgency,
+    at: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
     let (respond, resolve) = match urgency {
         Urgency::Normal => (limits.respond_within, limits.resolve_within),
         Urgency::Urgent => (limits.respond_within_urgent, limits.resolve_within_urgent),
     };
-    let d = |s: std::time::Duration| chrono::Duration::from_std(s).unwrap_or(chrono::Duration::days(3650));
+    let d = |s: std::time::Duration| {
+        chrono::Duration::from_std(s).unwrap_or(chrono::Duration::days(3650))
+    };
     (at + d(respond), at + d(resolve))
 }
 
 /// 接诉 and 派单: a new complaint is received and dispatched to its street at once.
-pub fn register(id: Uuid, c: &Complaint, limits: &Limits, now: DateTime<Utc>) -> (Vec<NewEvent>, Dispatch) {
+pub fn register(
+    id: Uuid,
+    c: &Complaint,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> (Vec<NewEvent>, Dispatch) {
     let (respond_by, resolve_by) = deadlines(limits, c.urgency, now);
     let received = json!({
         "complaint_id": id, "district": c.district, "street": c.street, "category": c.category,
@@ -206,8 +274,15 @@ pub fn register(id: Uuid, c: &Complaint, limits: &Limits, now: DateTime<Utc>) ->
         "received_at": c.received_at, "dispatched_at": now, "respond_by": respond_by, "resolve_by": resolve_by,
     });
     (
-        vec![NewEvent::new("complaint_received", received), NewEvent::new("complaint_dispatched", dispatched)],
-        Dispatch { dispatched_at: now, respond_by, resolve_by },
+        vec![
+            NewEvent::new("complaint_received", received),
+            NewEvent::new("complaint_dispatched", dispatched),
+        ],
+        Dispatch {
+            dispatched_at: now,
+            respond_by,
+            resolve_by,
+        },
     )
 }
 
@@ -245,10 +320,20 @@ impl Status {
     }
 
     /// The status after a ledger event about the complaint's item; `None` leaves it unchanged.
-    pub fn after_ledger_event(self, event_type: &str, write_off_kind: Option<&str>) -> Option<Status> {
+    pub fn after_ledger_event(
+        self,
+        event_type: &str,
+        write_off_kind: Option<&str>,
+    ) -> Option<Status> {
         match (self, event_type) {
-            (Status::Dispatched, "item_registered" | "complaint_linked") => Some(Status::Registered),
-            (Status::Dispatched | Status::Registered, "item_written_off") if write_off_kind != Some("returned") => Some(Status::WrittenOff),
+            (Status::Dispatched, "item_registered" | "complaint_linked") => {
+                Some(Status::Registered)
+            }
+            (Status::Dispatched | Status::Registered, "item_written_off")
+                if write_off_kind != Some("returned") =>
+            {
+                Some(Status::WrittenOff)
+            }
             _ => None,
         }
     }
@@ -261,7 +346,11 @@ pub fn mask_phone(phone: &str) -> String {
         return "*".repeat(digits.len());
     }
     let (head, tail) = (&digits[..3], &digits[digits.len() - 4..]);
-    format!("{}****{}", head.iter().collect::<String>(), tail.iter().collect::<String>())
+    format!(
+        "{}****{}",
+        head.iter().collect::<String>(),
+        tail.iter().collect::<String>()
+    )
 }
 
 #[cfg(test)]
@@ -278,7 +367,11 @@ mod tests {
     }
 
     fn parse(i: ComplaintInput) -> Result<Complaint, Vec<FieldError>> {
-        i.parse(&Orgs::load().unwrap(), &Catalog::load().unwrap(), Utc::now())
+        i.parse(
+            &Orgs::load().unwrap(),
+            &Catalog::load().unwrap(),
+            Utc::now(),
+        )
     }
 
     #[test]
@@ -299,7 +392,16 @@ mod tests {
         i.caller.as_mut().unwrap().phone = Some("call me".into());
         let errs = parse(i).unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, vec!["street", "category", "urgency", "point.basement", "caller.phone"]);
+        assert_eq!(
+            fields,
+            vec![
+                "street",
+                "category",
+                "urgency",
+                "point.basement",
+                "caller.phone"
+            ]
+        );
     }
 
     #[test]
@@ -313,7 +415,17 @@ mod tests {
 
     #[test]
     fn the_same_basement_spelled_differently_has_one_point_id() {
-        let p = |c: &str, b: &str, base: &str| point_id("tongzhou", &Point { community: c.into(), building: b.into(), basement: base.into(), address: None });
+        let p = |c: &str, b: &str, base: &str| {
+            point_id(
+                "tongzhou",
+                &Point {
+                    community: c.into(),
+                    building: b.into(),
+                    basement: base.into(),
+                    address: None,
+                },
+            )
+        };
         let a = p("园景阁西区", "3", "B1");
         assert_eq!(a, p("园景阁 西区", "３号楼", "ｂ１"));
         assert_eq!(a, p(" 园景阁西区 ", "3栋", "b 1"));
@@ -325,8 +437,20 @@ mod tests {
     fn deadlines_follow_urgency() {
         let now = Utc::now();
         let limits = Limits::default();
-        assert_eq!(deadlines(&limits, Urgency::Normal, now), (now + chrono::Duration::hours(24), now + chrono::Duration::days(7)));
-        assert_eq!(deadlines(&limits, Urgency::Urgent, now), (now + chrono::Duration::hours(2), now + chrono::Duration::hours(24)));
+        assert_eq!(
+            deadlines(&limits, Urgency::Normal, now),
+            (
+                now + chrono::Duration::hours(24),
+                now + chrono::Duration::days(7)
+            )
+        );
+        assert_eq!(
+            deadlines(&limits, Urgency::Urgent, now),
+            (
+                now + chrono::Duration::hours(2),
+                now + chrono::Duration::hours(24)
+            )
+        );
     }
 
     #[test]
@@ -334,20 +458,46 @@ mod tests {
         let c = parse(input()).unwrap();
         let now = Utc::now();
         let (events, d) = register(Uuid::now_v7(), &c, &Limits::default(), now);
-        assert_eq!(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), vec!["complaint_received", "complaint_dispatched"]);
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>(),
+            vec!["complaint_received", "complaint_dispatched"]
+        );
         assert_eq!(events[1].data["street"], "jiukeshu");
         assert_eq!(d.dispatched_at, now);
-        assert!(events.iter().all(|e| !e.data.to_string().contains("13800000000")), "no phone in the log");
+        assert!(
+            events
+                .iter()
+                .all(|e| !e.data.to_string().contains("13800000000")),
+            "no phone in the log"
+        );
     }
 
     #[test]
     fn status_follows_the_ledger() {
         use Status::*;
-        assert_eq!(Dispatched.after_ledger_event("item_registered", None), Some(Registered));
-        assert_eq!(Dispatched.after_ledger_event("complaint_linked", None), Some(Registered));
-        assert_eq!(Registered.after_ledger_event("item_written_off", Some("rectified")), Some(WrittenOff));
-        assert_eq!(Registered.after_ledger_event("item_written_off", Some("returned")), None);
-        assert_eq!(Registered.after_ledger_event("item_acknowledged", None), None);
+        assert_eq!(
+            Dispatched.after_ledger_event("item_registered", None),
+            Some(Registered)
+        );
+        assert_eq!(
+            Dispatched.after_ledger_event("complaint_linked", None),
+            Some(Registered)
+        );
+        assert_eq!(
+            Registered.after_ledger_event("item_written_off", Some("rectified")),
+            Some(WrittenOff)
+        );
+        assert_eq!(
+            Registered.after_ledger_event("item_written_off", Some("returned")),
+            None
+        );
+        assert_eq!(
+            Registered.after_ledger_event("item_acknowledged", None),
+            None
+        );
         assert_eq!(WrittenOff.after_ledger_event("item_registered", None), None);
     }
 

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use qingling_shared::config::Limits;
 use qingling_shared::http::{JsonBody, PathId};
 use qingling_shared::{store as events, ApiError, Caller, Catalog, EventMeta, JwtKeys, Orgs, Role};
@@ -58,20 +58,34 @@ async fn create_complaint(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
-            let k = v.to_str().map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?.trim().to_string();
+            let k = v
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?
+                .trim()
+                .to_string();
             if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
-                return Err(ApiError::invalid_field("Idempotency-Key", format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters")));
+                return Err(ApiError::invalid_field(
+                    "Idempotency-Key",
+                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+                ));
             }
             Some(k)
         }
     };
-    let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(&input).unwrap_or_default()));
-    let now = Utc::now();
-    let complaint = input.parse(&s.orgs, &s.catalog, now).map_err(ApiError::invalid)?;
+    let request_hash = hex::encode(Sha256::digest(
+        serde_json::to_vec(&input).unwrap_or_default(),
+    ));
+    // Microseconds, as PostgreSQL keeps them: the answer matches later reads.
+    let now = Utc::now().trunc_subsecs(6);
+    let complaint = input
+        .parse(&s.orgs, &s.catalog, now)
+        .map_err(ApiError::invalid)?;
     caller.ensure_covers(&complaint.district, &complaint.street)?;
 
     if let Some(key) = &key {
-        if let Some(saved) = store::saved_response(&mut *s.pool.acquire().await?, &caller.sub, key).await? {
+        if let Some(saved) =
+            store::saved_response(&mut *s.pool.acquire().await?, &caller.sub, key).await?
+        {
             return replay(saved, &request_hash);
         }
     }
@@ -84,17 +98,30 @@ async fn create_complaint(
     });
     let mut tx = s.pool.begin().await?;
     if let Some(key) = &key {
-        if !store::claim_idempotency_key(&mut tx, &caller.sub, key, &request_hash, 201, &body).await? {
+        if !store::claim_idempotency_key(&mut tx, &caller.sub, key, &request_hash, 201, &body)
+            .await?
+        {
             drop(tx);
-            let saved = store::saved_response(&mut *s.pool.acquire().await?, &caller.sub, key).await?;
-            return replay(saved.ok_or_else(|| anyhow::anyhow!("idempotency record vanished"))?, &request_hash);
+            let saved =
+                store::saved_response(&mut *s.pool.acquire().await?, &caller.sub, key).await?;
+            return replay(
+                saved.ok_or_else(|| anyhow::anyhow!("idempotency record vanished"))?,
+                &request_hash,
+            );
         }
     }
     store::insert_complaint(&mut tx, id, &complaint, &dispatch, &caller.sub).await?;
     if let Some(c) = &complaint.caller {
         store::insert_caller(&mut tx, id, c).await?;
     }
-    let appended = events::append(&mut tx, &format!("complaint-{id}"), 0, &new_events, &EventMeta::from_request(&caller.sub, Uuid::now_v7())).await?;
+    let appended = events::append(
+        &mut tx,
+        &format!("complaint-{id}"),
+        0,
+        &new_events,
+        &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
+    )
+    .await?;
     for ev in &appended {
         store::insert_history(&mut tx, id, ev).await?;
     }
@@ -105,17 +132,26 @@ async fn create_complaint(
 
 fn replay(saved: store::SavedResponse, request_hash: &str) -> Result<Response, ApiError> {
     if saved.request_hash != request_hash {
-        return Err(ApiError::invalid_field("Idempotency-Key", "was already used with a different request body"));
+        return Err(ApiError::invalid_field(
+            "Idempotency-Key",
+            "was already used with a different request body",
+        ));
     }
     // A replay answers 200: the complaint exists already.
     let _ = saved.status;
     Ok((StatusCode::OK, Json(saved.response)).into_response())
 }
 
-async fn get_complaint(State(s): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+async fn get_complaint(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Operator, Role::Street])?;
     let mut c = s.pool.acquire().await?;
-    let row = store::get_complaint(&mut c, id).await?.ok_or_else(|| ApiError::NotFound(format!("no complaint {id}")))?;
+    let row = store::get_complaint(&mut c, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no complaint {id}")))?;
     caller.ensure_covers(&row.district, &row.street)?;
     let history: Vec<Value> = store::history(&mut c, id)
         .await?

@@ -12,7 +12,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     name: "intake",
     addr_var: "QINGLING_INTAKE_ADDR",
     default_addr: "127.0.0.1:8081",
-    migrations: &[("0002_complaints", include_str!("../../../migrations/intake/0002_complaints.sql"))],
+    migrations: &[(
+        "0002_complaints",
+        include_str!("../../../migrations/intake/0002_complaints.sql"),
+    )],
     listens_to: &["ledger"],
 };
 
@@ -26,5 +29,6 @@ pub async fn run() -> anyhow::Result<()> {
         limits: rt.config.limits,
         relay_wake: rt.relay_wake.clone(),
     };
-    rt.serve(&SPEC, http::router(state), consumer::LedgerEvents).await
+    rt.serve(&SPEC, http::router(state), consumer::LedgerEvents)
+        .await
 }

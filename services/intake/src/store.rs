@@ -66,14 +66,23 @@ pub async fn claim_idempotency_key(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn saved_response(c: &mut PgConnection, actor: &str, key: &str) -> sqlx::Result<Option<SavedResponse>> {
-    let row: Option<(String, i32, Value)> =
-        sqlx::query_as("select request_hash, status, response from idempotency where actor = $1 and key = $2")
-            .bind(actor)
-            .bind(key)
-            .fetch_optional(c)
-            .await?;
-    Ok(row.map(|(request_hash, status, response)| SavedResponse { request_hash, status, response }))
+pub async fn saved_response(
+    c: &mut PgConnection,
+    actor: &str,
+    key: &str,
+) -> sqlx::Result<Option<SavedResponse>> {
+    let row: Option<(String, i32, Value)> = sqlx::query_as(
+        "select request_hash, status, response from idempotency where actor = $1 and key = $2",
+    )
+    .bind(actor)
+    .bind(key)
+    .fetch_optional(c)
+    .await?;
+    Ok(row.map(|(request_hash, status, response)| SavedResponse {
+        request_hash,
+        status,
+        response,
+    }))
 }
 
 pub async fn insert_complaint(
@@ -116,7 +125,11 @@ pub async fn insert_caller(c: &mut PgConnection, id: Uuid, caller: &Caller) -> s
     Ok(())
 }
 
-pub async fn insert_history(c: &mut PgConnection, complaint_id: Uuid, ev: &Envelope) -> sqlx::Result<()> {
+pub async fn insert_history(
+    c: &mut PgConnection,
+    complaint_id: Uuid,
+    ev: &Envelope,
+) -> sqlx::Result<()> {
     sqlx::query(
         "insert into complaint_history (complaint_id, event_id, event_type, at, actor, data) values ($1, $2, $3, $4, $5, $6)
          on conflict do nothing",
@@ -152,7 +165,11 @@ pub async fn history(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<History
 }
 
 /// The complaints an item carries, with their status, locked for update.
-pub async fn complaints_for_update(c: &mut PgConnection, ids: &[Uuid], item_id: Option<Uuid>) -> sqlx::Result<Vec<(Uuid, Status)>> {
+pub async fn complaints_for_update(
+    c: &mut PgConnection,
+    ids: &[Uuid],
+    item_id: Option<Uuid>,
+) -> sqlx::Result<Vec<(Uuid, Status)>> {
     let rows: Vec<(Uuid, String)> = sqlx::query_as(
         "select complaint_id, status from complaints where complaint_id = any($1) or item_id = $2 order by complaint_id for update",
     )
@@ -160,10 +177,19 @@ pub async fn complaints_for_update(c: &mut PgConnection, ids: &[Uuid], item_id: 
     .bind(item_id)
     .fetch_all(c)
     .await?;
-    Ok(rows.into_iter().filter_map(|(id, s)| Status::parse(&s).map(|s| (id, s))).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, s)| Status::parse(&s).map(|s| (id, s)))
+        .collect())
 }
 
-pub async fn set_status(c: &mut PgConnection, id: Uuid, status: Status, item_id: Option<Uuid>, at: DateTime<Utc>) -> sqlx::Result<()> {
+pub async fn set_status(
+    c: &mut PgConnection,
+    id: Uuid,
+    status: Status,
+    item_id: Option<Uuid>,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
     sqlx::query("update complaints set status = $2, item_id = coalesce($3, item_id), updated_at = $4 where complaint_id = $1")
         .bind(id)
         .bind(status.as_str())

@@ -33,13 +33,29 @@ pub fn stream_of(item_id: Uuid) -> String {
 
 pub async fn load(c: &mut PgConnection, item_id: Uuid) -> Result<Item, CommandError> {
     let history = events::read_stream(c, &stream_of(item_id)).await?;
-    let typed = history.iter().map(ItemEvent::from_envelope).collect::<anyhow::Result<Vec<_>>>()?;
+    let typed = history
+        .iter()
+        .map(ItemEvent::from_envelope)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Item::from_events(&typed).ok_or(CommandError::NotFound(item_id))
 }
 
 /// Appends `new` to a stream at `expected` and projects each event.
-pub async fn record(c: &mut PgConnection, item_id: Uuid, expected: i64, new: &[ItemEvent], meta: &EventMeta) -> Result<Vec<Envelope>, CommandError> {
-    let stored = events::append(c, &stream_of(item_id), expected, &new.iter().map(ItemEvent::to_new_event).collect::<Vec<_>>(), meta).await?;
+pub async fn record(
+    c: &mut PgConnection,
+    item_id: Uuid,
+    expected: i64,
+    new: &[ItemEvent],
+    meta: &EventMeta,
+) -> Result<Vec<Envelope>, CommandError> {
+    let stored = events::append(
+        c,
+        &stream_of(item_id),
+        expected,
+        &new.iter().map(ItemEvent::to_new_event).collect::<Vec<_>>(),
+        meta,
+    )
+    .await?;
     for (env, ev) in stored.iter().zip(new) {
         store::project(c, env, ev).await?;
     }

@@ -61,15 +61,25 @@ impl Apply for Events {
             "complaint_dispatched" => on_dispatched(c, ev, &meta).await,
             "closure_requested" => {
                 let d: ClosureData = ev.data_as()?;
-                app::execute(c, d.item_id, &meta, |i| i.closure_requested(d.closure_id, &d.outcome)).await.map(drop)
+                app::execute(c, d.item_id, &meta, |i| {
+                    i.closure_requested(d.closure_id, &d.outcome)
+                })
+                .await
+                .map(drop)
             }
             "closure_approved" => {
                 let d: ClosureData = ev.data_as()?;
-                app::execute(c, d.item_id, &meta, |i| i.closure_approved(d.closure_id)).await.map(drop)
+                app::execute(c, d.item_id, &meta, |i| i.closure_approved(d.closure_id))
+                    .await
+                    .map(drop)
             }
             "closure_rejected" => {
                 let d: ClosureData = ev.data_as()?;
-                app::execute(c, d.item_id, &meta, |i| i.closure_rejected(d.closure_id, &d.reason)).await.map(drop)
+                app::execute(c, d.item_id, &meta, |i| {
+                    i.closure_rejected(d.closure_id, &d.reason)
+                })
+                .await
+                .map(drop)
             }
             _ => Ok(()),
         };
@@ -96,7 +106,11 @@ impl Apply for Events {
 }
 
 /// 上账, or a repeat complaint linked to the point's open item.
-async fn on_dispatched(c: &mut PgConnection, ev: &Envelope, meta: &EventMeta) -> Result<(), CommandError> {
+async fn on_dispatched(
+    c: &mut PgConnection,
+    ev: &Envelope,
+    meta: &EventMeta,
+) -> Result<(), CommandError> {
     let d: Dispatched = ev.data_as()?;
     if let Some(item_id) = store::open_item_at(c, d.point_id, &d.category).await? {
         app::execute(c, item_id, meta, |i| i.link(d.complaint_id)).await?;

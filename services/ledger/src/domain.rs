@@ -36,12 +36,28 @@ impl ItemStatus {
 #[serde(tag = "event_type", content = "data", rename_all = "snake_case")]
 pub enum ItemEvent {
     ItemRegistered(Registered),
-    ComplaintLinked { item_id: Uuid, complaint_id: Uuid },
-    ItemAcknowledged { item_id: Uuid, street: String },
+    ComplaintLinked {
+        item_id: Uuid,
+        complaint_id: Uuid,
+    },
+    ItemAcknowledged {
+        item_id: Uuid,
+        street: String,
+    },
     /// The closure service accepted a write-off request for the item.
-    ItemClosurePending { item_id: Uuid, street: String, closure_id: Uuid, outcome: String },
+    ItemClosurePending {
+        item_id: Uuid,
+        street: String,
+        closure_id: Uuid,
+        outcome: String,
+    },
     /// The reviewer rejected it: the item is back to acknowledged.
-    ItemClosureRejected { item_id: Uuid, street: String, closure_id: Uuid, reason: String },
+    ItemClosureRejected {
+        item_id: Uuid,
+        street: String,
+        closure_id: Uuid,
+        reason: String,
+    },
     ItemWrittenOff(WrittenOff),
 }
 
@@ -79,12 +95,21 @@ pub struct WrittenOff {
 impl ItemEvent {
     pub fn to_new_event(&self) -> NewEvent {
         let v = serde_json::to_value(self).expect("item events serialise");
-        NewEvent::new(v["event_type"].as_str().unwrap_or_default(), v["data"].clone())
+        NewEvent::new(
+            v["event_type"].as_str().unwrap_or_default(),
+            v["data"].clone(),
+        )
     }
 
     pub fn from_envelope(e: &Envelope) -> anyhow::Result<Self> {
         serde_json::from_value(serde_json::json!({"event_type": e.event_type, "data": e.data}))
-            .map_err(|err| anyhow::anyhow!("event {} ({}) does not parse: {err}", e.event_id, e.event_type))
+            .map_err(|err| {
+                anyhow::anyhow!(
+                    "event {} ({}) does not parse: {err}",
+                    e.event_id,
+                    e.event_type
+                )
+            })
     }
 }
 
@@ -142,9 +167,15 @@ impl Item {
     fn apply(&mut self, e: &ItemEvent) {
         match e {
             ItemEvent::ItemRegistered(_) => {}
-            ItemEvent::ComplaintLinked { complaint_id, .. } => self.complaint_ids.push(*complaint_id),
+            ItemEvent::ComplaintLinked { complaint_id, .. } => {
+                self.complaint_ids.push(*complaint_id)
+            }
             ItemEvent::ItemAcknowledged { .. } => self.status = ItemStatus::Acknowledged,
-            ItemEvent::ItemClosurePending { closure_id, outcome, .. } => {
+            ItemEvent::ItemClosurePending {
+                closure_id,
+                outcome,
+                ..
+            } => {
                 self.status = ItemStatus::ClosurePending;
                 self.pending_closure = Some((*closure_id, outcome.clone()));
             }
@@ -160,7 +191,11 @@ impl Item {
     }
 
     fn state_conflict(&self, what: &str) -> DomainError {
-        DomainError::Conflict(format!("item {} is {}: cannot {what}", self.id, self.status.as_str()))
+        DomainError::Conflict(format!(
+            "item {} is {}: cannot {what}",
+            self.id,
+            self.status.as_str()
+        ))
     }
 
     /// A repeat complaint about the same open problem joins the item; nothing new is registered.
@@ -171,7 +206,10 @@ impl Item {
         if self.status == ItemStatus::WrittenOff {
             return Err(self.state_conflict("link a complaint"));
         }
-        Ok(vec![ItemEvent::ComplaintLinked { item_id: self.id, complaint_id }])
+        Ok(vec![ItemEvent::ComplaintLinked {
+            item_id: self.id,
+            complaint_id,
+        }])
     }
 
     /// 签收.
@@ -179,11 +217,18 @@ impl Item {
         if self.status != ItemStatus::Registered {
             return Err(self.state_conflict("acknowledge (only a registered item can be)"));
         }
-        Ok(vec![ItemEvent::ItemAcknowledged { item_id: self.id, street: self.street.clone() }])
+        Ok(vec![ItemEvent::ItemAcknowledged {
+            item_id: self.id,
+            street: self.street.clone(),
+        }])
     }
 
     /// A write-off request was filed. Repeating the same request changes nothing.
-    pub fn closure_requested(&self, closure_id: Uuid, outcome: &str) -> Result<Vec<ItemEvent>, DomainError> {
+    pub fn closure_requested(
+        &self,
+        closure_id: Uuid,
+        outcome: &str,
+    ) -> Result<Vec<ItemEvent>, DomainError> {
         match (&self.status, &self.pending_closure) {
             (ItemStatus::ClosurePending, Some((id, _))) if *id == closure_id => Ok(vec![]),
             (ItemStatus::Acknowledged, _) => Ok(vec![ItemEvent::ItemClosurePending {
@@ -197,7 +242,11 @@ impl Item {
     }
 
     /// The reviewer rejected the pending request: back to acknowledged.
-    pub fn closure_rejected(&self, closure_id: Uuid, reason: &str) -> Result<Vec<ItemEvent>, DomainError> {
+    pub fn closure_rejected(
+        &self,
+        closure_id: Uuid,
+        reason: &str,
+    ) -> Result<Vec<ItemEvent>, DomainError> {
         match &self.pending_closure {
             Some((id, _)) if *id == closure_id => Ok(vec![ItemEvent::ItemClosureRejected {
                 item_id: self.id,
@@ -205,23 +254,31 @@ impl Item {
                 closure_id,
                 reason: reason.to_string(),
             }]),
-            _ => Err(DomainError::Conflict(format!("item {} has no pending write-off request {closure_id}", self.id))),
+            _ => Err(DomainError::Conflict(format!(
+                "item {} has no pending write-off request {closure_id}",
+                self.id
+            ))),
         }
     }
 
     /// 销账: the reviewer approved the pending request.
     pub fn closure_approved(&self, closure_id: Uuid) -> Result<Vec<ItemEvent>, DomainError> {
         match &self.pending_closure {
-            Some((id, outcome)) if *id == closure_id => Ok(vec![ItemEvent::ItemWrittenOff(WrittenOff {
-                item_id: self.id,
-                district: self.district.clone(),
-                street: self.street.clone(),
-                category: self.category.clone(),
-                point_id: self.point_id,
-                kind: outcome.clone(),
-                closure_id: Some(closure_id),
-            })]),
-            _ => Err(DomainError::Conflict(format!("item {} has no pending write-off request {closure_id}", self.id))),
+            Some((id, outcome)) if *id == closure_id => {
+                Ok(vec![ItemEvent::ItemWrittenOff(WrittenOff {
+                    item_id: self.id,
+                    district: self.district.clone(),
+                    street: self.street.clone(),
+                    category: self.category.clone(),
+                    point_id: self.point_id,
+                    kind: outcome.clone(),
+                    closure_id: Some(closure_id),
+                })])
+            }
+            _ => Err(DomainError::Conflict(format!(
+                "item {} has no pending write-off request {closure_id}",
+                self.id
+            ))),
         }
     }
 }
@@ -254,12 +311,23 @@ mod tests {
     }
 
     fn acked(id: Uuid) -> Vec<ItemEvent> {
-        vec![registered(id), ItemEvent::ItemAcknowledged { item_id: id, street: "jiukeshu".into() }]
+        vec![
+            registered(id),
+            ItemEvent::ItemAcknowledged {
+                item_id: id,
+                street: "jiukeshu".into(),
+            },
+        ]
     }
 
     fn pending(id: Uuid, closure: Uuid) -> Vec<ItemEvent> {
         let mut h = acked(id);
-        h.push(ItemEvent::ItemClosurePending { item_id: id, street: "jiukeshu".into(), closure_id: closure, outcome: "rectified".into() });
+        h.push(ItemEvent::ItemClosurePending {
+            item_id: id,
+            street: "jiukeshu".into(),
+            closure_id: closure,
+            outcome: "rectified".into(),
+        });
         h
     }
 
@@ -268,10 +336,18 @@ mod tests {
         let id = Uuid::now_v7();
         let item = given(vec![registered(id)]);
         assert_eq!(item.version, 1);
-        assert_eq!(item.acknowledge().unwrap(), vec![ItemEvent::ItemAcknowledged { item_id: id, street: "jiukeshu".into() }]);
+        assert_eq!(
+            item.acknowledge().unwrap(),
+            vec![ItemEvent::ItemAcknowledged {
+                item_id: id,
+                street: "jiukeshu".into()
+            }]
+        );
         let item = given(acked(id));
         assert_eq!(item.status, ItemStatus::Acknowledged);
-        assert!(matches!(item.acknowledge(), Err(DomainError::Conflict(m)) if m.contains("acknowledged")));
+        assert!(
+            matches!(item.acknowledge(), Err(DomainError::Conflict(m)) if m.contains("acknowledged"))
+        );
     }
 
     #[test]
@@ -279,10 +355,21 @@ mod tests {
         let id = Uuid::now_v7();
         let item = given(vec![registered(id)]);
         let c2 = Uuid::from_u128(2);
-        assert_eq!(item.link(c2).unwrap(), vec![ItemEvent::ComplaintLinked { item_id: id, complaint_id: c2 }]);
-        assert!(item.link(Uuid::from_u128(1)).unwrap().is_empty(), "already linked");
+        assert_eq!(
+            item.link(c2).unwrap(),
+            vec![ItemEvent::ComplaintLinked {
+                item_id: id,
+                complaint_id: c2
+            }]
+        );
+        assert!(
+            item.link(Uuid::from_u128(1)).unwrap().is_empty(),
+            "already linked"
+        );
         let mut h = pending(id, Uuid::from_u128(9));
-        let approved = given(h.clone()).closure_approved(Uuid::from_u128(9)).unwrap();
+        let approved = given(h.clone())
+            .closure_approved(Uuid::from_u128(9))
+            .unwrap();
         h.extend(approved);
         assert!(given(h).link(c2).is_err());
     }
@@ -291,13 +378,24 @@ mod tests {
     fn a_write_off_request_needs_an_acknowledged_item() {
         let id = Uuid::now_v7();
         let c = Uuid::from_u128(7);
-        assert!(given(vec![registered(id)]).closure_requested(c, "rectified").is_err());
+        assert!(given(vec![registered(id)])
+            .closure_requested(c, "rectified")
+            .is_err());
         let events = given(acked(id)).closure_requested(c, "rectified").unwrap();
-        assert!(matches!(&events[..], [ItemEvent::ItemClosurePending { closure_id, .. }] if *closure_id == c));
+        assert!(
+            matches!(&events[..], [ItemEvent::ItemClosurePending { closure_id, .. }] if *closure_id == c)
+        );
         let item = given(pending(id, c));
         assert_eq!(item.status, ItemStatus::ClosurePending);
-        assert!(item.closure_requested(c, "rectified").unwrap().is_empty(), "same request again is a no-op");
-        assert!(item.closure_requested(Uuid::from_u128(8), "rectified").is_err(), "a second request while one is pending");
+        assert!(
+            item.closure_requested(c, "rectified").unwrap().is_empty(),
+            "same request again is a no-op"
+        );
+        assert!(
+            item.closure_requested(Uuid::from_u128(8), "rectified")
+                .is_err(),
+            "a second request while one is pending"
+        );
     }
 
     #[test]
@@ -309,8 +407,16 @@ mod tests {
         let item = given(h.clone());
         assert_eq!(item.status, ItemStatus::Acknowledged);
         assert!(item.closure_rejected(c, "again").is_err());
-        assert!(item.closure_approved(c).is_err(), "a rejected request cannot be approved");
-        assert_eq!(item.closure_requested(Uuid::from_u128(8), "unfounded").unwrap().len(), 1);
+        assert!(
+            item.closure_approved(c).is_err(),
+            "a rejected request cannot be approved"
+        );
+        assert_eq!(
+            item.closure_requested(Uuid::from_u128(8), "unfounded")
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -318,7 +424,10 @@ mod tests {
         let id = Uuid::now_v7();
         let c = Uuid::from_u128(7);
         let item = given(pending(id, c));
-        assert!(item.closure_approved(Uuid::from_u128(8)).is_err(), "not the pending request");
+        assert!(
+            item.closure_approved(Uuid::from_u128(8)).is_err(),
+            "not the pending request"
+        );
         let events = item.closure_approved(c).unwrap();
         match &events[..] {
             [ItemEvent::ItemWrittenOff(w)] => {
@@ -332,7 +441,9 @@ mod tests {
         let done = given(h);
         assert_eq!(done.status, ItemStatus::WrittenOff);
         assert!(done.acknowledge().is_err());
-        assert!(done.closure_requested(Uuid::from_u128(9), "rectified").is_err());
+        assert!(done
+            .closure_requested(Uuid::from_u128(9), "rectified")
+            .is_err());
         assert!(done.closure_approved(c).is_err(), "approved once only");
     }
 
@@ -361,7 +472,11 @@ mod tests {
     #[test]
     fn a_stream_that_does_not_start_with_registration_is_no_item() {
         let id = Uuid::now_v7();
-        assert!(Item::from_events(&[ItemEvent::ItemAcknowledged { item_id: id, street: "x".into() }]).is_none());
+        assert!(Item::from_events(&[ItemEvent::ItemAcknowledged {
+            item_id: id,
+            street: "x".into()
+        }])
+        .is_none());
         assert!(Item::from_events(&[]).is_none());
     }
 }

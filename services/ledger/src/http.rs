@@ -93,14 +93,22 @@ async fn item_detail(c: &mut sqlx::PgConnection, r: &ItemRow) -> Result<Value, A
 /// Finds an item the caller may see (404 unknown, 403 another's).
 async fn visible_item(s: &AppState, caller: &Caller, id: Uuid) -> Result<ItemRow, ApiError> {
     caller.require(&[Role::Street, Role::Reviewer, Role::District, Role::Operator])?;
-    let row = store::get_item(&mut *s.pool.acquire().await?, id).await?.ok_or_else(|| ApiError::NotFound(format!("no item {id}")))?;
+    let row = store::get_item(&mut *s.pool.acquire().await?, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no item {id}")))?;
     caller.ensure_covers(&row.district, &row.street)?;
     Ok(row)
 }
 
-async fn get_item(State(s): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+async fn get_item(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     let row = visible_item(&s, &caller, id).await?;
-    Ok(Json(item_detail(&mut *s.pool.acquire().await?, &row).await?))
+    Ok(Json(
+        item_detail(&mut *s.pool.acquire().await?, &row).await?,
+    ))
 }
 
 /// Runs a street's command on its item, retrying when it loses a race with another writer of the
@@ -129,12 +137,18 @@ async fn street_command(
         }
     }
     let mut c = s.pool.acquire().await?;
-    let row = store::get_item(&mut c, id).await?.ok_or_else(|| ApiError::NotFound(format!("no item {id}")))?;
+    let row = store::get_item(&mut c, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no item {id}")))?;
     Ok(Json(item_detail(&mut c, &row).await?))
 }
 
 /// 签收.
-async fn acknowledge(State(s): State<AppState>, caller: Caller, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+async fn acknowledge(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     street_command(&s, &caller, id, |i| i.acknowledge()).await
 }
 
@@ -147,11 +161,20 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list_items(State(s): State<AppState>, caller: Caller, QueryParams(q): QueryParams<ListQuery>) -> Result<Json<Value>, ApiError> {
+async fn list_items(
+    State(s): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Street, Role::Reviewer, Role::District, Role::Operator])?;
     let district = home_district(&s, &caller);
     let street = match (&caller.role, q.street.filter(|x| !x.is_empty())) {
-        (Role::Street, Some(st)) if st != caller.org => return Err(ApiError::Forbidden(format!("street {} may not list street {st}", caller.org))),
+        (Role::Street, Some(st)) if st != caller.org => {
+            return Err(ApiError::Forbidden(format!(
+                "street {} may not list street {st}",
+                caller.org
+            )))
+        }
         (Role::Street, _) => Some(caller.org.clone()),
         (_, Some(st)) => {
             let covered = match &district {
@@ -159,7 +182,9 @@ async fn list_items(State(s): State<AppState>, caller: Caller, QueryParams(q): Q
                 None => s.orgs.district_of(&st).is_some(),
             };
             if !covered {
-                return Err(ApiError::Forbidden(format!("street {st} is not in your district")));
+                return Err(ApiError::Forbidden(format!(
+                    "street {st} is not in your district"
+                )));
             }
             Some(st)
         }
@@ -168,21 +193,43 @@ async fn list_items(State(s): State<AppState>, caller: Caller, QueryParams(q): Q
     let status = q.status.filter(|x| !x.is_empty());
     if let Some(st) = &status {
         if !["open", "closure_pending", "written_off"].contains(&st.as_str()) {
-            return Err(ApiError::invalid_field("status", "must be open, closure_pending or written_off"));
+            return Err(ApiError::invalid_field(
+                "status",
+                "must be open, closure_pending or written_off",
+            ));
         }
     }
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid_field("limit", "must be between 1 and 500"));
+        return Err(ApiError::invalid_field(
+            "limit",
+            "must be between 1 and 500",
+        ));
     }
     let before = match q.cursor.filter(|x| !x.is_empty()) {
         None => None,
-        Some(c) => Some(c.parse::<Uuid>().map_err(|_| ApiError::BadRequest("cursor is not one this API gave out".into()))?),
+        Some(c) => Some(
+            c.parse::<Uuid>()
+                .map_err(|_| ApiError::BadRequest("cursor is not one this API gave out".into()))?,
+        ),
     };
-    let filter = ItemFilter { district, street, status, category: q.category.filter(|x| !x.is_empty()), before, limit };
+    let filter = ItemFilter {
+        district,
+        street,
+        status,
+        category: q.category.filter(|x| !x.is_empty()),
+        before,
+        limit,
+    };
     let rows = store::list_items(&mut *s.pool.acquire().await?, &filter).await?;
-    let next = if rows.len() as i64 == limit { rows.last().map(|r| r.item_id.to_string()) } else { None };
-    Ok(Json(json!({"items": rows.iter().map(item_json).collect::<Vec<_>>(), "next_cursor": next})))
+    let next = if rows.len() as i64 == limit {
+        rows.last().map(|r| r.item_id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(
+        json!({"items": rows.iter().map(item_json).collect::<Vec<_>>(), "next_cursor": next}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -192,34 +239,62 @@ struct SummaryQuery {
 }
 
 /// Resolves the district a read concerns and checks the caller may read it.
-fn readable_district(s: &AppState, caller: &Caller, asked: Option<String>) -> Result<String, ApiError> {
+fn readable_district(
+    s: &AppState,
+    caller: &Caller,
+    asked: Option<String>,
+) -> Result<String, ApiError> {
     caller.require(&[Role::District, Role::Reviewer, Role::Operator, Role::Street])?;
-    let district = asked.filter(|d| !d.is_empty()).or_else(|| home_district(s, caller)).ok_or_else(|| ApiError::invalid_field("district", "is required"))?;
+    let district = asked
+        .filter(|d| !d.is_empty())
+        .or_else(|| home_district(s, caller))
+        .ok_or_else(|| ApiError::invalid_field("district", "is required"))?;
     if s.orgs.district(&district).is_none() {
-        return Err(ApiError::invalid_field("district", format!("unknown district {district:?}")));
+        return Err(ApiError::invalid_field(
+            "district",
+            format!("unknown district {district:?}"),
+        ));
     }
     let ok = match caller.role {
         Role::Street => s.orgs.street(&district, &caller.org).is_some(),
         _ => caller.covers_district(&district),
     };
     if !ok {
-        return Err(ApiError::Forbidden(format!("{} {} may not read district {district}", caller.role.as_str(), caller.org)));
+        return Err(ApiError::Forbidden(format!(
+            "{} {} may not read district {district}",
+            caller.role.as_str(),
+            caller.org
+        )));
     }
     Ok(district)
 }
 
 /// 动态清零: per street and for the district.
-async fn summary(State(s): State<AppState>, caller: Caller, QueryParams(q): QueryParams<SummaryQuery>) -> Result<Json<Value>, ApiError> {
+async fn summary(
+    State(s): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<SummaryQuery>,
+) -> Result<Json<Value>, ApiError> {
     let district = readable_district(&s, &caller, q.district)?;
-    let category = q.category.filter(|c| !c.is_empty()).unwrap_or_else(|| DEFAULT_CATEGORY.into());
+    let category = q
+        .category
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| DEFAULT_CATEGORY.into());
     let mut c = s.pool.acquire().await?;
     let mut tx = sqlx::Connection::begin(&mut *c).await?;
     // One snapshot for counts and marks.
-    sqlx::query("set transaction isolation level repeatable read, read only").execute(&mut *tx).await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
     let counts = store::street_counts(&mut tx, &district, &category).await?;
     let marks = store::zero_marks(&mut tx, &district, &category).await?;
     tx.commit().await?;
-    let mark = |street: &str| marks.iter().find(|(s, _)| s == street).and_then(|(_, z)| *z);
+    let mark = |street: &str| {
+        marks
+            .iter()
+            .find(|(s, _)| s == street)
+            .and_then(|(_, z)| *z)
+    };
     let d = s.orgs.district(&district).expect("checked");
     let mut streets = Vec::new();
     let mut total = store::StreetCounts::default();
@@ -227,7 +302,11 @@ async fn summary(State(s): State<AppState>, caller: Caller, QueryParams(q): Quer
         if caller.role == Role::Street && st.code != caller.org {
             continue;
         }
-        let k = counts.iter().find(|k| k.street == st.code).cloned().unwrap_or_default();
+        let k = counts
+            .iter()
+            .find(|k| k.street == st.code)
+            .cloned()
+            .unwrap_or_default();
         let open = k.registered_total - k.written_off_total;
         total.registered_total += k.registered_total;
         total.written_off_total += k.written_off_total;
@@ -264,14 +343,36 @@ struct EntriesQuery {
     format: Option<String>,
 }
 
-const CSV_HEADER: [&str; 12] =
-    ["position", "kind", "item_id", "district", "street", "category", "point_id", "at", "actor", "complaint_id", "closure_id", "write_off_kind"];
+const CSV_HEADER: [&str; 12] = [
+    "position",
+    "kind",
+    "item_id",
+    "district",
+    "street",
+    "category",
+    "point_id",
+    "at",
+    "actor",
+    "complaint_id",
+    "closure_id",
+    "write_off_kind",
+];
 
 /// 台账流水: registrations and write-offs in the order they happened, as JSON or CSV.
-async fn entries(State(s): State<AppState>, caller: Caller, headers: HeaderMap, QueryParams(q): QueryParams<EntriesQuery>) -> Result<Response, ApiError> {
+async fn entries(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    QueryParams(q): QueryParams<EntriesQuery>,
+) -> Result<Response, ApiError> {
     let district = readable_district(&s, &caller, q.district)?;
     let street = match (caller.role, q.street.filter(|x| !x.is_empty())) {
-        (Role::Street, Some(st)) if st != caller.org => return Err(ApiError::Forbidden(format!("street {} may not read street {st}", caller.org))),
+        (Role::Street, Some(st)) if st != caller.org => {
+            return Err(ApiError::Forbidden(format!(
+                "street {} may not read street {st}",
+                caller.org
+            )))
+        }
         (Role::Street, _) => Some(caller.org.clone()),
         (_, st) => st,
     };
@@ -280,9 +381,19 @@ async fn entries(State(s): State<AppState>, caller: Caller, headers: HeaderMap, 
     if after < 0 {
         return Err(ApiError::invalid_field("after", "must not be negative"));
     }
-    let rows = store::journal_after(&mut *s.pool.acquire().await?, Some(&district), street.as_deref(), after, limit).await?;
+    let rows = store::journal_after(
+        &mut *s.pool.acquire().await?,
+        Some(&district),
+        street.as_deref(),
+        after,
+        limit,
+    )
+    .await?;
     let wants_csv = q.format.as_deref() == Some("csv")
-        || headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv"));
     if wants_csv {
         let mut out = String::from("\u{feff}");
         out.push_str(&CSV_HEADER.join(","));
@@ -303,18 +414,29 @@ async fn entries(State(s): State<AppState>, caller: Caller, headers: HeaderMap, 
                 opt(r.closure_id),
                 r.write_off_kind.clone().unwrap_or_default(),
             ];
-            out.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+            out.push_str(
+                &cells
+                    .iter()
+                    .map(|c| csv_cell(c))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
             out.push_str("\r\n");
         }
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
     }
-    let next_after = if rows.len() as i64 == limit { rows.last().map(|r| r.position) } else { None };
+    let next_after = if rows.len() as i64 == limit {
+        rows.last().map(|r| r.position)
+    } else {
+        None
+    };
     let entries: Vec<Value> = rows
         .iter()
         .map(|r| {
             let mut v = serde_json::to_value(r).unwrap_or_default();
             if r.kind == "registration" {
-                v.as_object_mut().map(|o| (o.remove("closure_id"), o.remove("write_off_kind")));
+                v.as_object_mut()
+                    .map(|o| (o.remove("closure_id"), o.remove("write_off_kind")));
             } else {
                 v.as_object_mut().map(|o| o.remove("complaint_id"));
             }
@@ -326,7 +448,11 @@ async fn entries(State(s): State<AppState>, caller: Caller, headers: HeaderMap, 
 
 /// RFC 4180 quoting; a leading formula character is neutralised so a spreadsheet shows text.
 fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -13,13 +13,23 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     name: "ledger",
     addr_var: "QINGLING_LEDGER_ADDR",
     default_addr: "127.0.0.1:8082",
-    migrations: &[("0002_items", include_str!("../../../migrations/ledger/0002_items.sql"))],
+    migrations: &[(
+        "0002_items",
+        include_str!("../../../migrations/ledger/0002_items.sql"),
+    )],
     listens_to: &["intake", "closure"],
 };
 
 pub async fn run() -> anyhow::Result<()> {
     let rt = Runtime::start(&SPEC).await?;
-    let state = http::AppState { pool: rt.pool.clone(), keys: JwtKeys::new(&rt.config.jwt_secret), orgs: Orgs::load()?, relay_wake: rt.relay_wake.clone() };
-    let consumer = consumer::Events { relay_wake: rt.relay_wake.clone() };
+    let state = http::AppState {
+        pool: rt.pool.clone(),
+        keys: JwtKeys::new(&rt.config.jwt_secret),
+        orgs: Orgs::load()?,
+        relay_wake: rt.relay_wake.clone(),
+    };
+    let consumer = consumer::Events {
+        relay_wake: rt.relay_wake.clone(),
+    };
     rt.serve(&SPEC, http::router(state), consumer).await
 }

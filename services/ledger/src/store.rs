@@ -62,7 +62,20 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
             .bind(r.rebound_of)
             .execute(&mut *c)
             .await?;
-            journal(c, env, "registration", r.item_id, &r.district, &r.street, &r.category, r.point_id, r.complaint_id, None, None).await?;
+            journal(
+                c,
+                env,
+                "registration",
+                r.item_id,
+                &r.district,
+                &r.street,
+                &r.category,
+                r.point_id,
+                r.complaint_id,
+                None,
+                None,
+            )
+            .await?;
             sqlx::query(
                 "insert into zero_marks (district, street, category, zero_since) values ($1, $2, $3, null), ($1, '', $3, null)
                  on conflict (district, street, category) do update set zero_since = null",
@@ -73,7 +86,10 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
             .execute(&mut *c)
             .await?;
         }
-        ItemEvent::ComplaintLinked { item_id, complaint_id } => {
+        ItemEvent::ComplaintLinked {
+            item_id,
+            complaint_id,
+        } => {
             sqlx::query("update items set complaint_ids = array_append(complaint_ids, $2), updated_at = $3 where item_id = $1")
                 .bind(item_id)
                 .bind(complaint_id)
@@ -88,7 +104,11 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
                 .execute(&mut *c)
                 .await?;
         }
-        ItemEvent::ItemClosurePending { item_id, closure_id, .. } => {
+        ItemEvent::ItemClosurePending {
+            item_id,
+            closure_id,
+            ..
+        } => {
             sqlx::query("update items set status = 'closure_pending', closure_id = $2, updated_at = $3 where item_id = $1")
                 .bind(item_id)
                 .bind(closure_id)
@@ -114,7 +134,20 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
             .bind(w.closure_id)
             .execute(&mut *c)
             .await?;
-            journal(c, env, "write_off", w.item_id, &w.district, &w.street, &w.category, w.point_id, None, w.closure_id, Some(&w.kind)).await?;
+            journal(
+                c,
+                env,
+                "write_off",
+                w.item_id,
+                &w.district,
+                &w.street,
+                &w.category,
+                w.point_id,
+                None,
+                w.closure_id,
+                Some(&w.kind),
+            )
+            .await?;
             // Dynamic zero reached for the street, and perhaps the district, at this moment.
             sqlx::query(
                 "update zero_marks z set zero_since = $4
@@ -170,11 +203,18 @@ async fn journal(
 
 pub async fn get_item(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ItemRow>> {
     let sql = format!("select {ITEM_COLUMNS} from items where item_id = $1");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(c)
+        .await
 }
 
 /// The open item of a category at a point, if any.
-pub async fn open_item_at(c: &mut PgConnection, point_id: Uuid, category: &str) -> sqlx::Result<Option<Uuid>> {
+pub async fn open_item_at(
+    c: &mut PgConnection,
+    point_id: Uuid,
+    category: &str,
+) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar("select item_id from items where point_id = $1 and category = $2 and status <> 'written_off'")
         .bind(point_id)
         .bind(category)
@@ -184,7 +224,12 @@ pub async fn open_item_at(c: &mut PgConnection, point_id: Uuid, category: &str) 
 
 /// The last item at a point written off (as rectified or unfounded) since `since`: a new item
 /// there is a rebound (反弹).
-pub async fn recent_write_off_at(c: &mut PgConnection, point_id: Uuid, category: &str, since: DateTime<Utc>) -> sqlx::Result<Option<Uuid>> {
+pub async fn recent_write_off_at(
+    c: &mut PgConnection,
+    point_id: Uuid,
+    category: &str,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar(
         "select item_id from items where point_id = $1 and category = $2 and status = 'written_off'
            and write_off_kind in ('rectified', 'unfounded') and written_off_at >= $3
@@ -239,7 +284,11 @@ pub struct StreetCounts {
 }
 
 /// Counts per street from one snapshot, so `open = registered_total - written_off_total` holds.
-pub async fn street_counts(c: &mut PgConnection, district: &str, category: &str) -> sqlx::Result<Vec<StreetCounts>> {
+pub async fn street_counts(
+    c: &mut PgConnection,
+    district: &str,
+    category: &str,
+) -> sqlx::Result<Vec<StreetCounts>> {
     sqlx::query_as(
         "select street, count(*) as registered_total,
                 count(*) filter (where status = 'written_off') as written_off_total,
@@ -255,12 +304,18 @@ pub async fn street_counts(c: &mut PgConnection, district: &str, category: &str)
 }
 
 /// Dynamic-zero marks of a district's streets; the district's own mark has street `''`.
-pub async fn zero_marks(c: &mut PgConnection, district: &str, category: &str) -> sqlx::Result<Vec<(String, Option<DateTime<Utc>>)>> {
-    sqlx::query_as("select street, zero_since from zero_marks where district = $1 and category = $2")
-        .bind(district)
-        .bind(category)
-        .fetch_all(c)
-        .await
+pub async fn zero_marks(
+    c: &mut PgConnection,
+    district: &str,
+    category: &str,
+) -> sqlx::Result<Vec<(String, Option<DateTime<Utc>>)>> {
+    sqlx::query_as(
+        "select street, zero_since from zero_marks where district = $1 and category = $2",
+    )
+    .bind(district)
+    .bind(category)
+    .fetch_all(c)
+    .await
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]

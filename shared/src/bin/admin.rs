@@ -18,10 +18,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn token(args: &[String]) -> anyhow::Result<()> {
-    let (mut role, mut org, mut sub, mut ttl, mut dev) = (None, None, None, "12h".to_string(), false);
+    let (mut role, mut org, mut sub, mut ttl, mut dev) =
+        (None, None, None, "12h".to_string(), false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().with_context(|| format!("{a} needs a value\n{USAGE}"));
+        let mut val = || {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{a} needs a value\n{USAGE}"))
+        };
         match a.as_str() {
             "--role" => role = Some(val()?),
             "--org" => org = Some(val()?),
@@ -31,7 +36,8 @@ fn token(args: &[String]) -> anyhow::Result<()> {
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
-    let role: Role = serde_json::from_value(serde_json::Value::String(role.context(USAGE)?)).context("unknown role")?;
+    let role: Role = serde_json::from_value(serde_json::Value::String(role.context(USAGE)?))
+        .context("unknown role")?;
     let org = org.context(USAGE)?;
     let sub = sub.unwrap_or_else(|| format!("{}-{org}", role.as_str()));
     let ttl = humantime::parse_duration(&ttl).context("bad --ttl")?;
@@ -42,6 +48,14 @@ fn token(args: &[String]) -> anyhow::Result<()> {
         _ => bail!("set QINGLING_JWT_SECRET, or pass --dev for the development secret"),
     };
     let exp = chrono::Utc::now().timestamp() + ttl.as_secs() as i64;
-    println!("{}", JwtKeys::new(secret.as_bytes()).mint(&Claims { sub, role, org, exp }));
+    println!(
+        "{}",
+        JwtKeys::new(secret.as_bytes()).mint(&Claims {
+            sub,
+            role,
+            org,
+            exp
+        })
+    );
     Ok(())
 }

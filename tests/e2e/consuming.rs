@@ -1,0 +1,276 @@
+//! Store first, publish after, consume once: redelivery, republishing, crashes and an unreachable
+//! broker change nothing that was acknowledged.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use qingling_shared::Role;
+use qingling_tests::{complaint, eventually, TestEnv};
+use reqwest::StatusCode;
+
+use crate::{register, WAIT};
+
+/// Waits until every durable consumer has nothing pending or unacknowledged.
+async fn consumers_idle(env: &TestEnv) {
+    let js = async_nats::jetstream::new(env.nats().await);
+    eventually("consumers to drain", WAIT, || async {
+        let mut stream = js.get_stream(env.stream_name()).await.ok()?;
+        for name in ["intake", "ledger", "closure"] {
+            let mut c: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer(name).await.ok()?;
+            let info = c.info().await.ok()?;
+            if info.num_pending > 0 || info.num_ack_pending > 0 {
+                return None;
+            }
+        }
+        stream.info().await.ok().map(drop)
+    })
+    .await;
+}
+
+async fn count(env: &TestEnv, schema: &str, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut env.db(schema).await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn republished_events_change_nothing() {
+    let env = TestEnv::start().await;
+    let (_, item) = register(&env, &complaint("luyuan", "潞源嘉园", "8", "B1")).await;
+    let st = env.token(Role::Street, "luyuan");
+    let (status, _) = env
+        .post(
+            "ledger",
+            &format!("/v1/ledger/items/{item}/acknowledge"),
+            &st,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    consumers_idle(&env).await;
+    let before = (
+        count(&env, "ledger", "select count(*) from events").await,
+        count(&env, "ledger", "select count(*) from items").await,
+        count(&env, "ledger", "select count(*) from journal").await,
+        count(&env, "intake", "select count(*) from complaint_history").await,
+        count(
+            &env,
+            "closure",
+            "select count(*) from items where status = 'acknowledged'",
+        )
+        .await,
+    );
+    assert_eq!(before, (2, 1, 1, 3, 1));
+
+    // Publish every event on the stream again, under new message ids so JetStream's own
+    // de-duplication does not hide them: only the consumers' idempotence stands in the way.
+    let nc = env.nats().await;
+    let js = async_nats::jetstream::new(nc.clone());
+    let stream = js.get_stream(env.stream_name()).await.unwrap();
+    let replay = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let total = stream.cached_info().state.messages;
+    let mut msgs = replay.messages().await.unwrap();
+    for _ in 0..total {
+        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Nats-Msg-Id",
+            format!("replay-{}", uuid::Uuid::now_v7()).as_str(),
+        );
+        js.publish_with_headers(m.subject.clone(), headers, m.payload.clone())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        js.get_stream(env.stream_name())
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages,
+        total * 2
+    );
+    consumers_idle(&env).await;
+    let after = (
+        count(&env, "ledger", "select count(*) from events").await,
+        count(&env, "ledger", "select count(*) from items").await,
+        count(&env, "ledger", "select count(*) from journal").await,
+        count(&env, "intake", "select count(*) from complaint_history").await,
+        count(
+            &env,
+            "closure",
+            "select count(*) from items where status = 'acknowledged'",
+        )
+        .await,
+    );
+    assert_eq!(after, before, "a republished event changed a projection");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn complaints_stored_while_nats_is_unreachable_are_published_when_it_returns() {
+    let mut env = TestEnv::start().await;
+    let op = env.token(Role::Operator, "tongzhou");
+    // intake loses its broker: it keeps accepting complaints, reports degraded health.
+    env.restart("intake", &[("NATS_URL", "nats://127.0.0.1:1")])
+        .await;
+    let r = env
+        .http
+        .get(env.url("intake", "/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let health: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (health["status"].as_str(), health["checks"]["nats"].as_str()),
+        (Some("degraded"), Some("down"))
+    );
+    let mut ids = vec![];
+    for b in ["B1", "B2", "B3"] {
+        let (status, c) = env
+            .post(
+                "intake",
+                "/v1/complaints",
+                &op,
+                &complaint("taihu", "台湖家园", "1", b),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{c}");
+        ids.push(c["complaint_id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dist = env.token(Role::District, "tongzhou");
+    let (_, summary) = env
+        .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+        .await;
+    assert_eq!(
+        summary["registered_total"], 0,
+        "nothing reached the ledger yet"
+    );
+
+    // The broker is back (intake restarts against it): the relay publishes what was stored.
+    env.restart("intake", &[]).await;
+    eventually(
+        "the stored complaints to reach the ledger",
+        WAIT,
+        || async {
+            let (_, s) = env
+                .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+                .await;
+            (s["registered_total"] == 3).then_some(())
+        },
+    )
+    .await;
+    for id in &ids {
+        eventually("complaint registered", WAIT, || async {
+            let (_, c) = env
+                .get("intake", &format!("/v1/complaints/{id}"), &op)
+                .await;
+            (c["status"] == "registered").then_some(())
+        })
+        .await;
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_relay_restarted_from_the_start_of_its_log_doubles_nothing_and_a_crashed_consumer_catches_up(
+) {
+    let mut env = TestEnv::start().await;
+    let op = env.token(Role::Operator, "tongzhou");
+    let (_, first) = register(&env, &complaint("wenjing", "文景苑", "2", "B1")).await;
+
+    // The ledger crashes; complaints keep coming; it restarts and catches up from its durable consumer.
+    env.svc("ledger").signal("KILL");
+    for b in ["B2", "B3"] {
+        let (status, _) = env
+            .post(
+                "intake",
+                "/v1/complaints",
+                &op,
+                &complaint("wenjing", "文景苑", "2", b),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    env.restart("ledger", &[]).await;
+    let dist = env.token(Role::District, "tongzhou");
+    eventually("the ledger to catch up", WAIT, || async {
+        let (_, s) = env
+            .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+            .await;
+        (s["registered_total"] == 3).then_some(())
+    })
+    .await;
+
+    // intake "forgets" how far it published (as if it crashed before saving its cursor) and
+    // publishes its whole log again: nothing may be doubled.
+    env.svc("intake").signal("KILL");
+    let mut db = env.db("intake").await;
+    sqlx::query("update relay_cursor set position = 0")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    env.restart("intake", &[]).await;
+    eventually(
+        "intake's relay to publish its whole log again",
+        WAIT,
+        || async {
+            let p: i64 = sqlx::query_scalar("select position from relay_cursor")
+                .fetch_one(&mut env.db("intake").await)
+                .await
+                .ok()?;
+            (p == 6).then_some(())
+        },
+    )
+    .await;
+    consumers_idle(&env).await;
+    let (_, s) = env
+        .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+        .await;
+    assert_eq!(
+        (s["registered_total"].as_i64(), s["open"].as_i64()),
+        (Some(3), Some(3)),
+        "{s}"
+    );
+    let items: i64 = sqlx::query_scalar("select count(*) from items")
+        .fetch_one(&mut env.db("ledger").await)
+        .await
+        .unwrap();
+    assert_eq!(items, 3);
+    let (_, i) = env
+        .get("ledger", &format!("/v1/ledger/items/{first}"), &dist)
+        .await;
+    assert_eq!(i["complaint_ids"].as_array().unwrap().len(), 1);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_finishes_and_exits_zero() {
+    let mut env = TestEnv::start().await;
+    let (_, _) = register(&env, &complaint("liyuan", "梨园小区", "9", "B1")).await;
+    for name in ["intake", "ledger", "closure"] {
+        env.svc(name).signal("TERM");
+        let status = tokio::time::timeout(Duration::from_secs(15), env.svc_mut(name).child.wait())
+            .await
+            .expect("exits in time")
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{name} exit status");
+    }
+    env.services.clear();
+    env.cleanup().await;
+}

@@ -1,0 +1,68 @@
+//! End-to-end tests: the three real binaries, a fresh PostgreSQL database and a fresh NATS subject
+//! prefix per test.
+
+mod auth;
+mod bad_input;
+mod consuming;
+mod main_path;
+mod races;
+
+use std::time::Duration;
+
+use qingling_shared::Role;
+use qingling_tests::{eventually, TestEnv};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// POSTs a complaint and waits until it is on the ledger; returns (complaint_id, item_id).
+pub async fn register(env: &TestEnv, body: &Value) -> (String, String) {
+    let op = env.token(Role::Operator, "tongzhou");
+    let (status, created) = env.post("intake", "/v1/complaints", &op, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["complaint_id"].as_str().unwrap().to_string();
+    let item = eventually("the complaint to be registered", WAIT, || async {
+        let (_, c) = env
+            .get("intake", &format!("/v1/complaints/{id}"), &op)
+            .await;
+        (c["status"] == "registered").then(|| c["item_id"].as_str().unwrap().to_string())
+    })
+    .await;
+    (id, item)
+}
+
+/// Waits until the ledger shows the item in `status`.
+pub async fn item_status(env: &TestEnv, item: &str, status: &str) -> Value {
+    let t = env.token(Role::District, "tongzhou");
+    eventually(&format!("item {item} to be {status}"), WAIT, || async {
+        let (_, i) = env
+            .get("ledger", &format!("/v1/ledger/items/{item}"), &t)
+            .await;
+        (i["status"] == status).then_some(i)
+    })
+    .await
+}
+
+/// Files a write-off request, waiting for closure to learn that the item was acknowledged.
+pub async fn request_closure(env: &TestEnv, street: &str, body: &Value) -> String {
+    let st = env.token(Role::Street, street);
+    eventually("closure to accept the write-off request", WAIT, || async {
+        let (status, r) = env.post("closure", "/v1/closures", &st, body).await;
+        match status {
+            StatusCode::CREATED => Some(r["closure_id"].as_str().unwrap().to_string()),
+            StatusCode::CONFLICT | StatusCode::NOT_FOUND => None,
+            other => panic!("unexpected {other}: {r}"),
+        }
+    })
+    .await
+}
+
+pub fn street_row<'a>(summary: &'a Value, street: &str) -> &'a Value {
+    summary["streets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["street"] == street)
+        .expect("street row")
+}

@@ -1,0 +1,177 @@
+//! Racing commands on one item: exactly one wins, the others get 409, the log shows one outcome.
+
+use qingling_shared::Role;
+use qingling_tests::{complaint, rectified, TestEnv};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::{item_status, register, request_closure};
+
+async fn statuses(
+    tasks: Vec<tokio::task::JoinHandle<(StatusCode, serde_json::Value)>>,
+) -> Vec<StatusCode> {
+    let mut out = vec![];
+    for t in tasks {
+        out.push(t.await.unwrap().0);
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn racing_acknowledgements_requests_and_reviews_have_one_winner() {
+    let env = std::sync::Arc::new(TestEnv::start().await);
+    let st = env.token(Role::Street, "zhongcang");
+    let rv = env.token(Role::Reviewer, "tongzhou");
+    let (_, item) = register(&env, &complaint("zhongcang", "中仓小区", "4", "B1")).await;
+
+    let post = |svc: &'static str, path: String, token: String, body: serde_json::Value| {
+        let env = env.clone();
+        tokio::spawn(async move { env.post(svc, &path, &token, &body).await })
+    };
+    let acks = (0..4)
+        .map(|_| {
+            post(
+                "ledger",
+                format!("/v1/ledger/items/{item}/acknowledge"),
+                st.clone(),
+                json!({}),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses(acks).await,
+        [
+            StatusCode::OK,
+            StatusCode::CONFLICT,
+            StatusCode::CONFLICT,
+            StatusCode::CONFLICT
+        ]
+    );
+
+    // Wait until closure knows the item is acknowledged, then race two requests.
+    let first = request_closure(&env, "zhongcang", &rectified(&item)).await;
+    let (status, _) = env
+        .post(
+            "closure",
+            &format!("/v1/closures/{first}/reject"),
+            &rv,
+            &json!({"reason": "补充照片"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    item_status(&env, &item, "acknowledged").await;
+    let requests = (0..3)
+        .map(|_| {
+            post(
+                "closure",
+                "/v1/closures".into(),
+                st.clone(),
+                rectified(&item),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses(requests).await,
+        [
+            StatusCode::CREATED,
+            StatusCode::CONFLICT,
+            StatusCode::CONFLICT
+        ]
+    );
+    let (_, pending) = env.get("closure", "/v1/closures?status=pending", &rv).await;
+    let closure = pending["closures"][0]["closure_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(pending["closures"].as_array().unwrap().len(), 1);
+
+    let reviews = vec![
+        post(
+            "closure",
+            format!("/v1/closures/{closure}/approve"),
+            rv.clone(),
+            json!({}),
+        ),
+        post(
+            "closure",
+            format!("/v1/closures/{closure}/reject"),
+            rv.clone(),
+            json!({"reason": "x"}),
+        ),
+        post(
+            "closure",
+            format!("/v1/closures/{closure}/approve"),
+            rv.clone(),
+            json!({}),
+        ),
+    ];
+    assert_eq!(
+        statuses(reviews).await,
+        [StatusCode::OK, StatusCode::CONFLICT, StatusCode::CONFLICT]
+    );
+    let outcomes: i64 = sqlx::query_scalar(
+        "select count(*) from events where stream = $1 and event_type in ('closure_approved', 'closure_rejected')",
+    )
+    .bind(format!("closure-{closure}"))
+    .fetch_one(&mut env.db("closure").await)
+    .await
+    .unwrap();
+    assert_eq!(outcomes, 1, "the log shows one outcome");
+    let acked: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'item_acknowledged'")
+            .fetch_one(&mut env.db("ledger").await)
+            .await
+            .unwrap();
+    assert_eq!(acked, 1);
+    if let Ok(env) = std::sync::Arc::try_unwrap(env) {
+        env.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_about_one_new_basement_make_one_item() {
+    let env = std::sync::Arc::new(TestEnv::start().await);
+    let op = env.token(Role::Operator, "tongzhou");
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (env, op) = (env.clone(), op.clone());
+            // Spelled a few ways, as different callers would.
+            let building = ["6", "６", "6号楼"][i % 3];
+            tokio::spawn(async move {
+                env.post(
+                    "intake",
+                    "/v1/complaints",
+                    &op,
+                    &complaint("beiyuan", "北苑家园", building, "B1"),
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().0, StatusCode::CREATED);
+    }
+    let dist = env.token(Role::District, "tongzhou");
+    let item = qingling_tests::eventually(
+        "all twelve complaints on the ledger",
+        crate::WAIT,
+        || async {
+            let (_, list) = env
+                .get("ledger", "/v1/ledger/items?street=beiyuan", &dist)
+                .await;
+            let items = list["items"].as_array()?.clone();
+            (items.len() == 1 && items[0]["complaint_ids"].as_array()?.len() == 12)
+                .then(|| items[0].clone())
+        },
+    )
+    .await;
+    assert_eq!(item["status"], "registered");
+    let (_, s) = env
+        .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+        .await;
+    assert_eq!(crate::street_row(&s, "beiyuan")["open"], 1);
+    if let Ok(env) = std::sync::Arc::try_unwrap(env) {
+        env.cleanup().await;
+    }
+}
