@@ -5,6 +5,9 @@ use qingling_tests::{complaint, read, TestEnv};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+/// (what, content type, body, expected status, the field named in `errors`)
+type Case<'a> = (&'a str, &'a str, Vec<u8>, StatusCode, Option<&'a str>);
+
 async fn raw(
     env: &TestEnv,
     svc: &str,
@@ -41,7 +44,7 @@ async fn bad_complaints_get_problem_json_and_write_nothing() {
         f(&mut b);
         serde_json::to_vec(&b).unwrap()
     };
-    let cases: Vec<(&str, &str, Vec<u8>, StatusCode, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             "application/json",
