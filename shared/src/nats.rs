@@ -51,14 +51,20 @@ pub fn is_connected(client: &async_nats::Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected
 }
 
+/// Whether a server version string (`2.10.22`, `v2.15.1`) is at least [`MIN_SERVER`].
+pub fn version_supported(v: &str) -> bool {
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.parse::<u64>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= MIN_SERVER
+}
+
 /// Refuses a server older than 2.10.
 pub fn check_version(client: &async_nats::Client) -> anyhow::Result<()> {
     let v = client.server_info().version;
-    let mut parts = v
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|p| p.parse::<u64>().ok());
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if (major, minor) < MIN_SERVER {
+    if !version_supported(&v) {
         bail!(
             "nats-server {v} is too old: Qingling needs {}.{} or newer (see scripts/services-up)",
             MIN_SERVER.0,
@@ -94,4 +100,28 @@ pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
     jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
         .build(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_servers_are_refused() {
+        assert!(!version_supported("2.9.10"));
+        assert!(!version_supported("2.2.0"));
+        assert!(!version_supported(""));
+        assert!(version_supported("2.10.0"));
+        assert!(version_supported("v2.15.1"));
+        assert!(version_supported("3.0.0-beta"));
+    }
+
+    #[test]
+    fn names_follow_the_contract() {
+        assert_eq!(stream_name("qingling"), "QINGLING_EVENTS");
+        assert_eq!(
+            subject("qingling", "ledger", "item_registered"),
+            "qingling.ledger.item_registered"
+        );
+    }
 }
