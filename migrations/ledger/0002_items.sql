@@ -21,12 +21,17 @@ create table items (
     write_off_kind  text,
     closure_id      uuid,
     rebound_of      uuid,
+    -- 延期申请: {"status": "pending" | "approved" | "rejected", "until": …, "reason": …}
+    extension       jsonb,
     updated_at      timestamptz not null
 );
 -- One open item per point and category: a race can never register two.
 create unique index items_one_open_per_point on items (point_id, category) where status <> 'written_off';
 create index items_by_street on items (district, street, category, status);
 create index items_by_point on items (point_id, category, written_off_at);
+-- What the deadline watcher scans: open items with a limit still to check.
+create index items_deadlines on items (respond_by) where status = 'registered';
+create index items_resolve_deadlines on items (resolve_by) where status <> 'written_off';
 
 -- 台账流水: every registration and every write-off, keyed by the position of its event in the
 -- ledger's log (gap-free, committed in order), so paging with `after` never skips a row.

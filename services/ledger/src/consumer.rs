@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::app::{self, CommandError};
-use crate::domain::{DomainError, ItemEvent, Registered};
+use crate::domain::{ItemEvent, Registered};
 use crate::store;
 
 /// How long after a write-off a new problem at the point counts as a rebound (防止反弹).
@@ -69,9 +69,11 @@ impl Apply for Events {
             }
             "closure_approved" => {
                 let d: ClosureData = ev.data_as()?;
-                app::execute(c, d.item_id, &meta, |i| i.closure_approved(d.closure_id))
-                    .await
-                    .map(drop)
+                app::execute(c, d.item_id, &meta, |i| {
+                    i.closure_approved(d.closure_id, Utc::now())
+                })
+                .await
+                .map(drop)
             }
             "closure_rejected" => {
                 let d: ClosureData = ev.data_as()?;
@@ -87,8 +89,8 @@ impl Apply for Events {
             Ok(()) => Ok(()),
             // The event does not fit the item's state (closure validated against an older view):
             // record it as consumed and say so, rather than retry forever.
-            Err(CommandError::Domain(DomainError::Conflict(m))) => {
-                tracing::warn!(event_id = %ev.event_id, event_type = %ev.event_type, "ignored: {m}");
+            Err(CommandError::Domain(e)) => {
+                tracing::warn!(event_id = %ev.event_id, event_type = %ev.event_type, "ignored: {e}");
                 Ok(())
             }
             Err(CommandError::NotFound(id)) => {

@@ -59,6 +59,64 @@ pub enum ItemEvent {
         reason: String,
     },
     ItemWrittenOff(WrittenOff),
+    /// 督查督办: a time limit passed (kind `respond` or `resolve`). At most once per kind.
+    ItemOverdue {
+        item_id: Uuid,
+        street: String,
+        kind: OverdueKind,
+    },
+    /// 延期申请.
+    ExtensionRequested {
+        item_id: Uuid,
+        street: String,
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    ExtensionApproved {
+        item_id: Uuid,
+        street: String,
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    ExtensionRejected {
+        item_id: Uuid,
+        street: String,
+        until: DateTime<Utc>,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverdueKind {
+    /// Not acknowledged (签收) by respond-by.
+    Respond,
+    /// Not written off (办结) by resolve-by.
+    Resolve,
+}
+
+impl OverdueKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverdueKind::Respond => "respond",
+            OverdueKind::Resolve => "resolve",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtensionStatus {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extension {
+    pub status: ExtensionStatus,
+    pub until: DateTime<Utc>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +176,12 @@ pub enum DomainError {
     /// The command does not fit the item's state; the text names the state.
     #[error("{0}")]
     Conflict(String),
+    /// A well-formed command with an invalid value.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// An item, folded from its events.
@@ -132,6 +196,10 @@ pub struct Item {
     pub complaint_ids: Vec<Uuid>,
     /// The pending write-off request and its outcome.
     pub pending_closure: Option<(Uuid, String)>,
+    pub respond_by: Option<DateTime<Utc>>,
+    pub resolve_by: Option<DateTime<Utc>>,
+    pub overdue: Vec<OverdueKind>,
+    pub extension: Option<Extension>,
     pub version: i64,
 }
 
@@ -151,6 +219,10 @@ impl Item {
                         status: ItemStatus::Registered,
                         complaint_ids: r.complaint_id.into_iter().collect(),
                         pending_closure: None,
+                        respond_by: r.respond_by,
+                        resolve_by: r.resolve_by,
+                        overdue: vec![],
+                        extension: None,
                         version: 1,
                     })
                 }
@@ -187,7 +259,58 @@ impl Item {
                 self.status = ItemStatus::WrittenOff;
                 self.pending_closure = None;
             }
+            ItemEvent::ItemOverdue { kind, .. } => self.overdue.push(*kind),
+            ItemEvent::ExtensionRequested { until, reason, .. } => {
+                self.extension = Some(Extension {
+                    status: ExtensionStatus::Pending,
+                    until: *until,
+                    reason: reason.clone(),
+                })
+            }
+            ItemEvent::ExtensionApproved { until, reason, .. } => {
+                self.resolve_by = Some(*until);
+                self.extension = Some(Extension {
+                    status: ExtensionStatus::Approved,
+                    until: *until,
+                    reason: reason.clone(),
+                })
+            }
+            ItemEvent::ExtensionRejected { until, reason, .. } => {
+                self.extension = Some(Extension {
+                    status: ExtensionStatus::Rejected,
+                    until: *until,
+                    reason: reason.clone(),
+                })
+            }
         }
+    }
+
+    fn overdue_event(&self, kind: OverdueKind) -> ItemEvent {
+        ItemEvent::ItemOverdue {
+            item_id: self.id,
+            street: self.street.clone(),
+            kind,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.status != ItemStatus::WrittenOff
+    }
+
+    /// The overdue flags due at `now` that are not yet recorded: respond-by passed without
+    /// acknowledgement, resolve-by passed without write-off. Each kind is flagged once.
+    pub fn check_deadlines(&self, now: DateTime<Utc>) -> Vec<ItemEvent> {
+        let mut out = vec![];
+        let due = |by: Option<DateTime<Utc>>, kind| {
+            by.is_some_and(|by| now > by) && !self.overdue.contains(&kind)
+        };
+        if self.status == ItemStatus::Registered && due(self.respond_by, OverdueKind::Respond) {
+            out.push(self.overdue_event(OverdueKind::Respond));
+        }
+        if self.is_open() && due(self.resolve_by, OverdueKind::Resolve) {
+            out.push(self.overdue_event(OverdueKind::Resolve));
+        }
+        out
     }
 
     fn state_conflict(&self, what: &str) -> DomainError {
@@ -212,15 +335,26 @@ impl Item {
         }])
     }
 
-    /// 签收.
-    pub fn acknowledge(&self) -> Result<Vec<ItemEvent>, DomainError> {
+    /// 签收. A late acknowledgement first records that the respond limit was missed.
+    pub fn acknowledge(&self, now: DateTime<Utc>) -> Result<Vec<ItemEvent>, DomainError> {
         if self.status != ItemStatus::Registered {
             return Err(self.state_conflict("acknowledge (only a registered item can be)"));
         }
-        Ok(vec![ItemEvent::ItemAcknowledged {
+        let mut out = self.check_deadlines(now);
+        out.retain(|e| {
+            matches!(
+                e,
+                ItemEvent::ItemOverdue {
+                    kind: OverdueKind::Respond,
+                    ..
+                }
+            )
+        });
+        out.push(ItemEvent::ItemAcknowledged {
             item_id: self.id,
             street: self.street.clone(),
-        }])
+        });
+        Ok(out)
     }
 
     /// A write-off request was filed. Repeating the same request changes nothing.
@@ -262,18 +396,18 @@ impl Item {
     }
 
     /// 销账: the reviewer approved the pending request.
-    pub fn closure_approved(&self, closure_id: Uuid) -> Result<Vec<ItemEvent>, DomainError> {
+    /// 销账: the reviewer approved the pending request. A write-off after resolve-by first records
+    /// that the resolve limit was missed.
+    pub fn closure_approved(
+        &self,
+        closure_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ItemEvent>, DomainError> {
         match &self.pending_closure {
             Some((id, outcome)) if *id == closure_id => {
-                Ok(vec![ItemEvent::ItemWrittenOff(WrittenOff {
-                    item_id: self.id,
-                    district: self.district.clone(),
-                    street: self.street.clone(),
-                    category: self.category.clone(),
-                    point_id: self.point_id,
-                    kind: outcome.clone(),
-                    closure_id: Some(closure_id),
-                })])
+                let mut out = self.check_deadlines(now);
+                out.push(self.write_off(outcome, Some(closure_id)));
+                Ok(out)
             }
             _ => Err(DomainError::Conflict(format!(
                 "item {} has no pending write-off request {closure_id}",
@@ -281,11 +415,139 @@ impl Item {
             ))),
         }
     }
+
+    fn write_off(&self, kind: &str, closure_id: Option<Uuid>) -> ItemEvent {
+        ItemEvent::ItemWrittenOff(WrittenOff {
+            item_id: self.id,
+            district: self.district.clone(),
+            street: self.street.clone(),
+            category: self.category.clone(),
+            point_id: self.point_id,
+            kind: kind.to_string(),
+            closure_id,
+        })
+    }
+
+    /// 退单: the street sent the complaint back as not its own; the registration is cancelled by a
+    /// write-off of kind `returned`, so the count stays true. intake allows a return only before
+    /// acknowledgement; should an acknowledgement race it here, the return still wins, since the
+    /// complaint has already gone back to the operator.
+    pub fn returned(&self, complaint_id: Uuid) -> Result<Vec<ItemEvent>, DomainError> {
+        if !self.is_open() {
+            return Err(self.state_conflict("be returned"));
+        }
+        if !self.complaint_ids.contains(&complaint_id) {
+            return Err(DomainError::Conflict(format!(
+                "complaint {complaint_id} is not on item {}",
+                self.id
+            )));
+        }
+        Ok(vec![self.write_off("returned", None)])
+    }
+
+    /// 延期申请: once, before resolve-by, to a later date, with a reason.
+    pub fn request_extension(
+        &self,
+        until: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ItemEvent>, DomainError> {
+        if !self.is_open() {
+            return Err(self.state_conflict("be extended"));
+        }
+        if let Some(e) = &self.extension {
+            match e.status {
+                ExtensionStatus::Pending => {
+                    return Err(DomainError::Conflict(format!(
+                        "item {} already has a pending extension request",
+                        self.id
+                    )))
+                }
+                ExtensionStatus::Approved => {
+                    return Err(DomainError::Conflict(format!(
+                        "item {} was already granted an extension",
+                        self.id
+                    )))
+                }
+                ExtensionStatus::Rejected => {}
+            }
+        }
+        let resolve_by = self.resolve_by.ok_or_else(|| {
+            DomainError::Conflict(format!("item {} has no resolve-by date", self.id))
+        })?;
+        if now >= resolve_by {
+            return Err(DomainError::Conflict(format!("item {} is past its resolve-by date {resolve_by}; an extension must be asked before it", self.id)));
+        }
+        if reason.trim().is_empty() {
+            return Err(DomainError::Invalid {
+                field: "reason",
+                message: "a reason is required".into(),
+            });
+        }
+        if until <= resolve_by {
+            return Err(DomainError::Invalid {
+                field: "until",
+                message: format!("must be later than the current resolve-by {resolve_by}"),
+            });
+        }
+        Ok(vec![ItemEvent::ExtensionRequested {
+            item_id: self.id,
+            street: self.street.clone(),
+            until,
+            reason: reason.trim().to_string(),
+        }])
+    }
+
+    fn pending_extension(&self) -> Result<&Extension, DomainError> {
+        match &self.extension {
+            Some(e) if e.status == ExtensionStatus::Pending => Ok(e),
+            _ => Err(DomainError::Conflict(format!(
+                "item {} has no pending extension request",
+                self.id
+            ))),
+        }
+    }
+
+    /// The reviewer grants the extension: resolve-by moves to `until`.
+    pub fn approve_extension(&self) -> Result<Vec<ItemEvent>, DomainError> {
+        let e = self.pending_extension()?;
+        Ok(vec![ItemEvent::ExtensionApproved {
+            item_id: self.id,
+            street: self.street.clone(),
+            until: e.until,
+            reason: e.reason.clone(),
+        }])
+    }
+
+    pub fn reject_extension(&self, reason: &str) -> Result<Vec<ItemEvent>, DomainError> {
+        let e = self.pending_extension()?;
+        if reason.trim().is_empty() {
+            return Err(DomainError::Invalid {
+                field: "reason",
+                message: "a reason is required".into(),
+            });
+        }
+        Ok(vec![ItemEvent::ExtensionRejected {
+            item_id: self.id,
+            street: self.street.clone(),
+            until: e.until,
+            reason: reason.trim().to_string(),
+        }])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The registration time in these tests.
+    fn t0() -> DateTime<Utc> {
+        "2026-11-28T08:00:00Z".parse().unwrap()
+    }
+
+    fn hours(h: i64) -> DateTime<Utc> {
+        t0() + chrono::Duration::hours(h)
+    }
 
     fn registered(id: Uuid) -> ItemEvent {
         ItemEvent::ItemRegistered(Registered {
@@ -299,8 +561,8 @@ mod tests {
             complaint_id: Some(Uuid::from_u128(1)),
             urgency: "normal".into(),
             description: String::new(),
-            respond_by: None,
-            resolve_by: None,
+            respond_by: Some(t0() + chrono::Duration::hours(24)),
+            resolve_by: Some(t0() + chrono::Duration::days(7)),
             rebound_of: None,
         })
     }
@@ -337,7 +599,7 @@ mod tests {
         let item = given(vec![registered(id)]);
         assert_eq!(item.version, 1);
         assert_eq!(
-            item.acknowledge().unwrap(),
+            item.acknowledge(t0()).unwrap(),
             vec![ItemEvent::ItemAcknowledged {
                 item_id: id,
                 street: "jiukeshu".into()
@@ -346,7 +608,7 @@ mod tests {
         let item = given(acked(id));
         assert_eq!(item.status, ItemStatus::Acknowledged);
         assert!(
-            matches!(item.acknowledge(), Err(DomainError::Conflict(m)) if m.contains("acknowledged"))
+            matches!(item.acknowledge(t0()), Err(DomainError::Conflict(m)) if m.contains("acknowledged"))
         );
     }
 
@@ -368,7 +630,7 @@ mod tests {
         );
         let mut h = pending(id, Uuid::from_u128(9));
         let approved = given(h.clone())
-            .closure_approved(Uuid::from_u128(9))
+            .closure_approved(Uuid::from_u128(9), t0())
             .unwrap();
         h.extend(approved);
         assert!(given(h).link(c2).is_err());
@@ -408,7 +670,7 @@ mod tests {
         assert_eq!(item.status, ItemStatus::Acknowledged);
         assert!(item.closure_rejected(c, "again").is_err());
         assert!(
-            item.closure_approved(c).is_err(),
+            item.closure_approved(c, t0()).is_err(),
             "a rejected request cannot be approved"
         );
         assert_eq!(
@@ -425,10 +687,10 @@ mod tests {
         let c = Uuid::from_u128(7);
         let item = given(pending(id, c));
         assert!(
-            item.closure_approved(Uuid::from_u128(8)).is_err(),
+            item.closure_approved(Uuid::from_u128(8), t0()).is_err(),
             "not the pending request"
         );
-        let events = item.closure_approved(c).unwrap();
+        let events = item.closure_approved(c, t0()).unwrap();
         match &events[..] {
             [ItemEvent::ItemWrittenOff(w)] => {
                 assert_eq!(w.kind, "rectified");
@@ -440,11 +702,14 @@ mod tests {
         h.extend(events);
         let done = given(h);
         assert_eq!(done.status, ItemStatus::WrittenOff);
-        assert!(done.acknowledge().is_err());
+        assert!(done.acknowledge(t0()).is_err());
         assert!(done
             .closure_requested(Uuid::from_u128(9), "rectified")
             .is_err());
-        assert!(done.closure_approved(c).is_err(), "approved once only");
+        assert!(
+            done.closure_approved(c, t0()).is_err(),
+            "approved once only"
+        );
     }
 
     #[test]
@@ -478,5 +743,156 @@ mod tests {
         }])
         .is_none());
         assert!(Item::from_events(&[]).is_none());
+    }
+
+    fn kinds(events: &[ItemEvent]) -> Vec<&'static str> {
+        events
+            .iter()
+            .map(|e| match e {
+                ItemEvent::ItemOverdue { kind, .. } => kind.as_str(),
+                ItemEvent::ItemAcknowledged { .. } => "acknowledged",
+                ItemEvent::ItemWrittenOff(_) => "written_off",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn deadlines_are_flagged_once_each_when_they_pass() {
+        let id = Uuid::now_v7();
+        let mut h = vec![registered(id)];
+        assert!(given(h.clone()).check_deadlines(hours(23)).is_empty());
+        let due = given(h.clone()).check_deadlines(hours(25));
+        assert_eq!(kinds(&due), ["respond"]);
+        h.extend(due);
+        assert!(
+            given(h.clone()).check_deadlines(hours(26)).is_empty(),
+            "respond is flagged once"
+        );
+        let due = given(h.clone()).check_deadlines(hours(24 * 8));
+        assert_eq!(kinds(&due), ["resolve"]);
+        h.extend(due);
+        let item = given(h);
+        assert_eq!(item.overdue, [OverdueKind::Respond, OverdueKind::Resolve]);
+        assert!(item.check_deadlines(hours(24 * 30)).is_empty());
+    }
+
+    #[test]
+    fn an_acknowledged_item_is_not_respond_overdue_and_a_late_one_is_flagged_on_acknowledgement() {
+        let id = Uuid::now_v7();
+        let item = given(acked(id));
+        assert!(item.check_deadlines(hours(25)).is_empty());
+        let late = given(vec![registered(id)]).acknowledge(hours(30)).unwrap();
+        assert_eq!(kinds(&late), ["respond", "acknowledged"]);
+        let both_missed = given(vec![registered(id)]).check_deadlines(hours(24 * 8));
+        assert_eq!(kinds(&both_missed), ["respond", "resolve"]);
+    }
+
+    #[test]
+    fn a_late_write_off_is_flagged_resolve_overdue_first_and_a_written_off_item_never_again() {
+        let id = Uuid::now_v7();
+        let c = Uuid::from_u128(7);
+        let mut h = pending(id, c);
+        let events = given(h.clone()).closure_approved(c, hours(24 * 8)).unwrap();
+        assert_eq!(kinds(&events), ["resolve", "written_off"]);
+        h.extend(events);
+        assert!(given(h).check_deadlines(hours(24 * 100)).is_empty());
+    }
+
+    #[test]
+    fn an_extension_is_asked_once_before_resolve_by_and_moves_the_deadline_when_approved() {
+        let id = Uuid::now_v7();
+        let mut h = acked(id);
+        let item = given(h.clone());
+        let until = hours(24 * 14);
+        assert!(matches!(
+            item.request_extension(until, " ", hours(1)),
+            Err(DomainError::Invalid {
+                field: "reason",
+                ..
+            })
+        ));
+        assert!(matches!(
+            item.request_extension(hours(24 * 6), "太复杂", hours(1)),
+            Err(DomainError::Invalid { field: "until", .. })
+        ));
+        assert!(
+            matches!(
+                item.request_extension(until, "需协调产权单位", hours(24 * 8)),
+                Err(DomainError::Conflict(_))
+            ),
+            "too late"
+        );
+        h.extend(
+            item.request_extension(until, "需协调产权单位", hours(1))
+                .unwrap(),
+        );
+        let item = given(h.clone());
+        assert_eq!(
+            item.extension.as_ref().unwrap().status,
+            ExtensionStatus::Pending
+        );
+        assert!(
+            item.request_extension(until, "again", hours(2)).is_err(),
+            "one pending at a time"
+        );
+        assert!(item.reject_extension("").is_err());
+        h.extend(item.approve_extension().unwrap());
+        let item = given(h.clone());
+        assert_eq!(item.resolve_by, Some(until));
+        assert!(
+            item.check_deadlines(hours(24 * 8)).is_empty(),
+            "not overdue until the new date"
+        );
+        assert_eq!(kinds(&item.check_deadlines(hours(24 * 15))), ["resolve"]);
+        assert!(
+            matches!(item.request_extension(hours(24 * 20), "再延", hours(2)), Err(DomainError::Conflict(m)) if m.contains("already"))
+        );
+        assert!(item.approve_extension().is_err(), "nothing pending");
+    }
+
+    #[test]
+    fn a_rejected_extension_may_be_asked_again() {
+        let id = Uuid::now_v7();
+        let mut h = acked(id);
+        h.extend(
+            given(h.clone())
+                .request_extension(hours(24 * 10), "原因", hours(1))
+                .unwrap(),
+        );
+        h.extend(given(h.clone()).reject_extension("理由不足").unwrap());
+        let item = given(h);
+        assert_eq!(
+            item.extension.as_ref().unwrap().status,
+            ExtensionStatus::Rejected
+        );
+        assert_eq!(
+            item.resolve_by,
+            Some(hours(24 * 7)),
+            "a rejection leaves the deadline"
+        );
+        assert!(item
+            .request_extension(hours(24 * 10), "补充原因", hours(2))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_return_writes_the_item_off_as_returned() {
+        let id = Uuid::now_v7();
+        let item = given(vec![registered(id)]);
+        assert!(
+            item.returned(Uuid::from_u128(99)).is_err(),
+            "not this item's complaint"
+        );
+        let events = item.returned(Uuid::from_u128(1)).unwrap();
+        assert!(
+            matches!(&events[..], [ItemEvent::ItemWrittenOff(w)] if w.kind == "returned" && w.closure_id.is_none())
+        );
+        let mut h = vec![registered(id)];
+        h.extend(events);
+        assert!(
+            given(h).returned(Uuid::from_u128(1)).is_err(),
+            "returned once"
+        );
     }
 }

@@ -52,6 +52,9 @@ impl From<CommandError> for ApiError {
         match e {
             CommandError::NotFound(id) => ApiError::NotFound(format!("no item {id}")),
             CommandError::Domain(DomainError::Conflict(m)) => ApiError::conflict(m),
+            CommandError::Domain(DomainError::Invalid { field, message }) => {
+                ApiError::invalid_field(field, message)
+            }
             CommandError::Store(e) => e.into(),
             CommandError::Other(e) => ApiError::Internal(e),
         }
@@ -149,7 +152,7 @@ async fn acknowledge(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    street_command(&s, &caller, id, |i| i.acknowledge()).await
+    street_command(&s, &caller, id, |i| i.acknowledge(Utc::now())).await
 }
 
 #[derive(Deserialize)]

@@ -30,11 +30,12 @@ pub struct ItemRow {
     pub write_off_kind: Option<String>,
     pub closure_id: Option<Uuid>,
     pub rebound_of: Option<Uuid>,
+    pub extension: Option<Value>,
 }
 
 const ITEM_COLUMNS: &str = "item_id, district, street, category, point_id, point, description, source, urgency, status,
     complaint_ids, registered_at, acknowledged_at, respond_by, resolve_by, overdue, written_off_at, write_off_kind,
-    closure_id, rebound_of";
+    closure_id, rebound_of, extension";
 
 /// Brings the projections up to date with one appended item event (same transaction).
 pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sqlx::Result<()> {
@@ -119,6 +120,55 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
         ItemEvent::ItemClosureRejected { item_id, .. } => {
             sqlx::query("update items set status = 'acknowledged', closure_id = null, updated_at = $2 where item_id = $1")
                 .bind(item_id)
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+        }
+        ItemEvent::ItemOverdue { item_id, kind, .. } => {
+            sqlx::query(
+                "update items set overdue = array_append(overdue, $2), updated_at = $3
+                 where item_id = $1 and not ($2 = any(overdue))",
+            )
+            .bind(item_id)
+            .bind(kind.as_str())
+            .bind(at)
+            .execute(&mut *c)
+            .await?;
+        }
+        ItemEvent::ExtensionRequested {
+            item_id,
+            until,
+            reason,
+            ..
+        }
+        | ItemEvent::ExtensionRejected {
+            item_id,
+            until,
+            reason,
+            ..
+        } => {
+            let status = if matches!(ev, ItemEvent::ExtensionRequested { .. }) {
+                "pending"
+            } else {
+                "rejected"
+            };
+            sqlx::query("update items set extension = $2, updated_at = $3 where item_id = $1")
+                .bind(item_id)
+                .bind(serde_json::json!({"status": status, "until": until, "reason": reason}))
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+        }
+        ItemEvent::ExtensionApproved {
+            item_id,
+            until,
+            reason,
+            ..
+        } => {
+            sqlx::query("update items set extension = $2, resolve_by = $3, updated_at = $4 where item_id = $1")
+                .bind(item_id)
+                .bind(serde_json::json!({"status": "approved", "until": until, "reason": reason}))
+                .bind(until)
                 .bind(at)
                 .execute(&mut *c)
                 .await?;
