@@ -16,7 +16,15 @@ create table complaints (
     status        text not null,
     item_id       uuid,
     created_by    text not null,
-    updated_at    timestamptz not null
+    updated_at    timestamptz not null,
+    acknowledged_at timestamptz,
+    -- The complaint's part in its street's monthly metrics (三率); see street_metrics.
+    month             text not null,
+    counted           boolean not null default true,
+    responded_on_time boolean not null default false,
+    resolved          boolean not null default false,
+    overdue           boolean not null default false,
+    satisfaction      text
 );
 create index complaints_item on complaints (item_id);
 create index complaints_street on complaints (district, street, received_at);
@@ -49,4 +57,22 @@ create table idempotency (
     response     jsonb not null,
     created_at   timestamptz not null default now(),
     primary key (actor, key)
+);
+
+-- Monthly metrics per street (三率), kept as counters in the same transactions that change a
+-- complaint's flags above: the sum of the flags of the complaints received that month (Asia/Shanghai).
+create table street_metrics (
+    district            text not null,
+    month               text not null,
+    street              text not null,
+    received            bigint not null default 0,
+    responded_on_time   bigint not null default 0,
+    resolved            bigint not null default 0,
+    followed_up         bigint not null default 0,
+    satisfied           bigint not null default 0,
+    basically_satisfied bigint not null default 0,
+    dissatisfied        bigint not null default 0,
+    unknown             bigint not null default 0,
+    overdue             bigint not null default 0,
+    primary key (district, month, street)
 );

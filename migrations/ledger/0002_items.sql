@@ -29,6 +29,7 @@ create table items (
 create unique index items_one_open_per_point on items (point_id, category) where status <> 'written_off';
 create index items_by_street on items (district, street, category, status);
 create index items_by_point on items (point_id, category, written_off_at);
+create index items_by_complaint on items using gin (complaint_ids);
 -- What the deadline watcher scans: open items with a limit still to check.
 create index items_deadlines on items (respond_by) where status = 'registered';
 create index items_resolve_deadlines on items (resolve_by) where status <> 'written_off';

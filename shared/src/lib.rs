@@ -11,6 +11,7 @@ pub mod event;
 pub mod http;
 pub mod nats;
 pub mod orgs;
+pub mod point;
 pub mod relay;
 pub mod runtime;
 pub mod store;

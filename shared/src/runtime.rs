@@ -41,6 +41,7 @@ pub struct Runtime {
     /// Poke after a commit that appended events, so the relay publishes at once.
     pub relay_wake: Arc<Notify>,
     metrics: PrometheusHandle,
+    stop_tx: Arc<watch::Sender<bool>>,
 }
 
 pub fn init_tracing() {
@@ -92,7 +93,13 @@ impl Runtime {
             js,
             relay_wake: Arc::new(Notify::new()),
             metrics,
+            stop_tx: Arc::new(watch::channel(false).0),
         })
+    }
+
+    /// Turns true when the service begins to stop; background tasks watch it.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop_tx.subscribe()
     }
 
     /// Serves `app` with the common routes until SIGTERM/SIGINT, running the relay and the
@@ -103,7 +110,7 @@ impl Runtime {
         app: Router,
         handler: A,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = (self.stop_tx.clone(), self.stopping());
         let relay = Relay {
             pool: self.pool.clone(),
             js: self.js.clone(),
@@ -174,7 +181,7 @@ impl Runtime {
             service = self.service,
             "stopping: requests finished, publishing what is owed"
         );
-        stop_tx.send(true).ok();
+        stop_tx.send_replace(true);
         consumer_task.await.ok();
         relay_task.await.ok();
         self.nats.flush().await.ok();

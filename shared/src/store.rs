@@ -148,6 +148,16 @@ pub async fn read_after(
         .collect::<Result<_, _>>()?)
 }
 
+/// The current version of a stream (0 when it has no events).
+pub async fn stream_version(conn: &mut PgConnection, stream: &str) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("select coalesce(max(version), 0) from events where stream = $1")
+            .bind(stream)
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
 /// The highest position stored (0 when empty).
 pub async fn head(conn: &mut PgConnection) -> Result<i64, StoreError> {
     Ok(

@@ -6,7 +6,6 @@ use qingling_shared::config::Limits;
 use qingling_shared::{Catalog, FieldError, NewEvent, Orgs};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 /// The body of `POST /v1/complaints`, as sent. Required fields are options here so that a missing
@@ -211,32 +210,9 @@ impl ComplaintInput {
     }
 }
 
-/// Folds the spellings of one place together: full-width and half-width forms (NFKC), spacing,
-/// letter case, and the usual building suffixes (3号楼 = 3栋 = 3).
-pub fn normalize(s: &str) -> String {
-    let folded: String = s
-        .nfkc()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect();
-    for suffix in ["号楼", "号", "栋", "幢", "楼"] {
-        if let Some(rest) = folded.strip_suffix(suffix) {
-            if !rest.is_empty() {
-                return rest.to_string();
-            }
-        }
-    }
-    folded
-}
-
-const POINT_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c2e_9b7d_4e58_a0c4_5f1e_2d3b_4c5a);
-
-/// The same basement always gets the same id: a UUIDv5 of its normalised parts.
+/// The point's id (see [`qingling_shared::point`]).
 pub fn point_id(district: &str, point: &Point) -> Uuid {
-    let key = [district, &point.community, &point.building, &point.basement]
-        .map(normalize)
-        .join("\u{1f}");
-    Uuid::new_v5(&POINT_NAMESPACE, key.as_bytes())
+    qingling_shared::point::point_id(district, &point.community, &point.building, &point.basement)
 }
 
 /// Respond-by and resolve-by for a dispatch at `at`.
@@ -353,6 +329,166 @@ pub fn mask_phone(phone: &str) -> String {
     )
 }
 
+/// 回访 answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Satisfaction {
+    /// 满意
+    Satisfied,
+    /// 基本满意
+    BasicallySatisfied,
+    /// 不满意
+    Dissatisfied,
+    /// 不了解
+    Unknown,
+}
+
+impl Satisfaction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Satisfaction::Satisfied => "satisfied",
+            Satisfaction::BasicallySatisfied => "basically_satisfied",
+            Satisfaction::Dissatisfied => "dissatisfied",
+            Satisfaction::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(s.into())).ok()
+    }
+}
+
+/// The calendar month (Asia/Shanghai, UTC+8 all year) a complaint counts in: `2026-11`.
+pub fn month_of(at: DateTime<Utc>) -> String {
+    (at + chrono::Duration::hours(8))
+        .format("%Y-%m")
+        .to_string()
+}
+
+/// One complaint's part in its street's monthly metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricFlags {
+    /// Counted as received by its street (false while returned: 退单 is not the street's case).
+    pub counted: bool,
+    /// Its item was acknowledged (响应) by the complaint's respond-by.
+    pub responded_on_time: bool,
+    /// Its item was written off as rectified or unfounded (解决).
+    pub resolved: bool,
+    /// Its item was flagged overdue.
+    pub overdue: bool,
+    pub satisfaction: Option<Satisfaction>,
+}
+
+/// Counters of a street's month; the sum of its complaints' flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub received: i64,
+    pub responded_on_time: i64,
+    pub resolved: i64,
+    pub followed_up: i64,
+    pub satisfied: i64,
+    pub basically_satisfied: i64,
+    pub dissatisfied: i64,
+    pub unknown: i64,
+    pub overdue: i64,
+}
+
+impl MetricFlags {
+    pub fn counters(&self) -> Counters {
+        if !self.counted {
+            return Counters::default();
+        }
+        let n = |b: bool| b as i64;
+        let is = |s: Satisfaction| n(self.satisfaction == Some(s));
+        Counters {
+            received: 1,
+            responded_on_time: n(self.responded_on_time),
+            resolved: n(self.resolved),
+            followed_up: n(self.satisfaction.is_some()),
+            satisfied: is(Satisfaction::Satisfied),
+            basically_satisfied: is(Satisfaction::BasicallySatisfied),
+            dissatisfied: is(Satisfaction::Dissatisfied),
+            unknown: is(Satisfaction::Unknown),
+            overdue: n(self.overdue),
+        }
+    }
+}
+
+impl Counters {
+    /// Field by field `self + sign * o`.
+    fn combine(&self, o: &Counters, sign: i64) -> Counters {
+        Counters {
+            received: self.received + sign * o.received,
+            responded_on_time: self.responded_on_time + sign * o.responded_on_time,
+            resolved: self.resolved + sign * o.resolved,
+            followed_up: self.followed_up + sign * o.followed_up,
+            satisfied: self.satisfied + sign * o.satisfied,
+            basically_satisfied: self.basically_satisfied + sign * o.basically_satisfied,
+            dissatisfied: self.dissatisfied + sign * o.dissatisfied,
+            unknown: self.unknown + sign * o.unknown,
+            overdue: self.overdue + sign * o.overdue,
+        }
+    }
+
+    pub fn plus(&self, o: &Counters) -> Counters {
+        self.combine(o, 1)
+    }
+
+    /// What to add to move from `o` to `self`.
+    pub fn minus(&self, o: &Counters) -> Counters {
+        self.combine(o, -1)
+    }
+
+    /// The monthly rates (CONTRACT §4). A rate is null where its denominator is 0.
+    pub fn rates(&self) -> Rates {
+        let ratio = |a: i64, b: i64| (b > 0).then(|| a as f64 / b as f64);
+        let known = self.satisfied + self.basically_satisfied + self.dissatisfied;
+        // 满意 5, 基本满意 3, 不满意 0; an unknown answer counts as the mean of the known ones, so
+        // the mean over all answers equals the mean over the known ones.
+        let score = ratio(5 * self.satisfied + 3 * self.basically_satisfied, known);
+        Rates {
+            response_rate: ratio(self.responded_on_time, self.received),
+            resolution_rate: ratio(self.resolved, self.received),
+            satisfaction_score: score,
+            satisfaction_rate: ratio(self.satisfied + self.basically_satisfied, known),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rates {
+    pub response_rate: Option<f64>,
+    pub resolution_rate: Option<f64>,
+    pub satisfaction_score: Option<f64>,
+    pub satisfaction_rate: Option<f64>,
+}
+
+/// 退单: only the street it is dispatched to, only before the item is acknowledged.
+pub fn can_return(status: Status, acknowledged: bool) -> Result<(), String> {
+    match status {
+        Status::Dispatched | Status::Registered if !acknowledged => Ok(()),
+        Status::Dispatched | Status::Registered => {
+            Err("the item was already acknowledged (签收); it can no longer be returned".into())
+        }
+        other => Err(format!(
+            "the complaint is {}; only a dispatched complaint can be returned",
+            other.as_str()
+        )),
+    }
+}
+
+/// 回访: once, after the write-off.
+pub fn can_follow_up(status: Status) -> Result<(), String> {
+    match status {
+        Status::WrittenOff => Ok(()),
+        Status::FollowedUp => Err("the complaint was already followed up".into()),
+        other => Err(format!(
+            "the complaint is {}; follow-up comes after its item is written off",
+            other.as_str()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,26 +547,6 @@ mod tests {
         i.point = None;
         let fields: Vec<_> = parse(i).unwrap_err().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, vec!["district", "point"]);
-    }
-
-    #[test]
-    fn the_same_basement_spelled_differently_has_one_point_id() {
-        let p = |c: &str, b: &str, base: &str| {
-            point_id(
-                "tongzhou",
-                &Point {
-                    community: c.into(),
-                    building: b.into(),
-                    basement: base.into(),
-                    address: None,
-                },
-            )
-        };
-        let a = p("园景阁西区", "3", "B1");
-        assert_eq!(a, p("园景阁 西区", "３号楼", "ｂ１"));
-        assert_eq!(a, p(" 园景阁西区 ", "3栋", "b 1"));
-        assert_ne!(a, p("园景阁西区", "4", "B1"));
-        assert_ne!(a, p("园景阁东区", "3", "B1"));
     }
 
     #[test]
@@ -506,5 +622,116 @@ mod tests {
         assert_eq!(mask_phone("13800000000"), "138****0000");
         assert_eq!(mask_phone("+86 138-0000-1234"), "861****1234");
         assert_eq!(mask_phone("110"), "***");
+    }
+
+    fn counters(flags: &[MetricFlags]) -> Counters {
+        flags
+            .iter()
+            .fold(Counters::default(), |acc, f| acc.plus(&f.counters()))
+    }
+
+    fn answered(s: Option<Satisfaction>) -> MetricFlags {
+        MetricFlags {
+            counted: true,
+            responded_on_time: true,
+            resolved: true,
+            overdue: false,
+            satisfaction: s,
+        }
+    }
+
+    #[test]
+    fn street_rates_by_hand() {
+        use Satisfaction::*;
+        // Five complaints: 4 responded on time, 3 resolved, 1 overdue; answers 满意, 基本满意, 不满意, 不了解.
+        let mut f = vec![
+            answered(Some(Satisfied)),
+            answered(Some(BasicallySatisfied)),
+            answered(Some(Dissatisfied)),
+        ];
+        f.push(MetricFlags {
+            counted: true,
+            responded_on_time: true,
+            resolved: false,
+            overdue: false,
+            satisfaction: Some(Unknown),
+        });
+        f.push(MetricFlags {
+            counted: true,
+            responded_on_time: false,
+            resolved: false,
+            overdue: true,
+            satisfaction: None,
+        });
+        f.push(MetricFlags {
+            counted: false,
+            responded_on_time: true,
+            resolved: true,
+            overdue: true,
+            satisfaction: None,
+        }); // returned: not counted
+        let c = counters(&f);
+        assert_eq!(
+            (
+                c.received,
+                c.responded_on_time,
+                c.resolved,
+                c.followed_up,
+                c.overdue
+            ),
+            (5, 4, 3, 4, 1)
+        );
+        let r = c.rates();
+        assert_eq!(r.response_rate, Some(0.8));
+        assert_eq!(r.resolution_rate, Some(0.6));
+        // Known answers 5, 3, 0 → mean 8/3; the unknown one counts as 8/3 too: (5+3+0+8/3)/4 = 8/3.
+        assert!((r.satisfaction_score.unwrap() - 8.0 / 3.0).abs() < 1e-12);
+        assert!((r.satisfaction_rate.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn empty_denominators_give_null_rates() {
+        let r = Counters::default().rates();
+        assert_eq!(
+            (
+                r.response_rate,
+                r.resolution_rate,
+                r.satisfaction_score,
+                r.satisfaction_rate
+            ),
+            (None, None, None, None)
+        );
+        // Only unknown answers: no known answer to average.
+        let c = counters(&[answered(Some(Satisfaction::Unknown))]);
+        assert_eq!(c.rates().satisfaction_score, None);
+        assert_eq!(c.rates().response_rate, Some(1.0));
+    }
+
+    #[test]
+    fn months_are_shanghai_months() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(month_of(at("2026-11-30T15:59:59Z")), "2026-11");
+        assert_eq!(
+            month_of(at("2026-11-30T16:00:00Z")),
+            "2026-12",
+            "midnight in Beijing"
+        );
+        assert_eq!(month_of(at("2026-12-31T16:30:00Z")), "2027-01");
+    }
+
+    #[test]
+    fn returns_and_follow_ups_follow_the_status() {
+        assert!(can_return(Status::Dispatched, false).is_ok());
+        assert!(can_return(Status::Registered, false).is_ok());
+        assert!(can_return(Status::Registered, true)
+            .unwrap_err()
+            .contains("acknowledged"));
+        assert!(can_return(Status::WrittenOff, false).is_err());
+        assert!(can_return(Status::Returned, false).is_err());
+        assert!(can_follow_up(Status::WrittenOff).is_ok());
+        assert!(can_follow_up(Status::FollowedUp)
+            .unwrap_err()
+            .contains("already"));
+        assert!(can_follow_up(Status::Registered).is_err());
     }
 }

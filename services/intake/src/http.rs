@@ -9,16 +9,19 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{SubsecRound, Utc};
 use qingling_shared::config::Limits;
-use qingling_shared::http::{JsonBody, PathId};
-use qingling_shared::{store as events, ApiError, Caller, Catalog, EventMeta, JwtKeys, Orgs, Role};
+use qingling_shared::http::{JsonBody, PathId, QueryParams};
+use qingling_shared::{
+    store as events, ApiError, Caller, Catalog, EventMeta, JwtKeys, NewEvent, Orgs, Role,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::domain::{self, ComplaintInput};
+use crate::domain::{self, ComplaintInput, Satisfaction, Status};
 use crate::store;
+use serde::Deserialize;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -40,6 +43,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/complaints", post(create_complaint))
         .route("/v1/complaints/{id}", get(get_complaint))
+        .route("/v1/complaints/{id}/return", post(return_complaint))
+        .route("/v1/complaints/{id}/dispatch", post(redispatch))
+        .route("/v1/complaints/{id}/follow-up", post(follow_up))
+        .route("/v1/metrics/streets", get(street_metrics))
         .route("/v1/orgs", get(orgs))
         .route("/v1/catalog", get(catalog))
         .with_state(state)
@@ -148,11 +155,18 @@ async fn get_complaint(
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Operator, Role::Street])?;
+    let row = store::get_complaint(&mut *s.pool.acquire().await?, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no complaint {id}")))?;
+    caller.ensure_covers(&row.district, &row.street)?;
+    complaint_json(&s, id).await
+}
+
+async fn complaint_json(s: &AppState, id: Uuid) -> Result<Json<Value>, ApiError> {
     let mut c = s.pool.acquire().await?;
     let row = store::get_complaint(&mut c, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no complaint {id}")))?;
-    caller.ensure_covers(&row.district, &row.street)?;
     let history: Vec<Value> = store::history(&mut c, id)
         .await?
         .into_iter()
@@ -167,7 +181,7 @@ async fn get_complaint(
         "category": row.category, "urgency": row.urgency, "point_id": row.point_id, "point": row.point,
         "caller": caller_json, "description": row.description, "received_at": row.received_at,
         "dispatched_at": row.dispatched_at, "respond_by": row.respond_by, "resolve_by": row.resolve_by,
-        "item_id": row.item_id, "history": history,
+        "item_id": row.item_id, "acknowledged_at": row.acknowledged_at, "satisfaction": row.satisfaction, "history": history,
     })))
 }
 
@@ -177,4 +191,269 @@ async fn orgs(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
 
 async fn catalog(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(serde_json::to_value(s.catalog.doc()).unwrap_or_default())
+}
+
+/// Runs a command on one complaint: locks its row, checks, appends at the stream's version, and
+/// lets `project` bring the projections along, all in one transaction.
+async fn complaint_command<F>(
+    s: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    check: impl FnOnce(&store::ComplaintRow) -> Result<Vec<NewEvent>, ApiError>,
+    project: F,
+) -> Result<Json<Value>, ApiError>
+where
+    F: for<'c> FnOnce(
+        &'c mut sqlx::PgConnection,
+        &'c store::ComplaintRow,
+    ) -> futures::future::BoxFuture<'c, Result<(), sqlx::Error>>,
+{
+    let mut tx = s.pool.begin().await?;
+    let row = store::lock_complaint(&mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no complaint {id}")))?;
+    caller.ensure_covers(&row.district, &row.street)?;
+    let new = check(&row)?;
+    let stream = format!("complaint-{id}");
+    let version = events::stream_version(&mut tx, &stream).await?;
+    project(&mut tx, &row).await?;
+    let appended = events::append(
+        &mut tx,
+        &stream,
+        version,
+        &new,
+        &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
+    )
+    .await?;
+    for ev in &appended {
+        store::insert_history(&mut tx, id, ev).await?;
+    }
+    tx.commit().await?;
+    s.relay_wake.notify_one();
+    complaint_json(s, id).await
+}
+
+fn status_of(row: &store::ComplaintRow) -> Status {
+    Status::parse(&row.status).unwrap_or(Status::Dispatched)
+}
+
+#[derive(Deserialize)]
+struct ReturnBody {
+    reason: Option<String>,
+}
+
+/// 退单: the street sends back a complaint that is not its own, before acknowledging it.
+async fn return_complaint(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody<ReturnBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Street])?;
+    let reason = body
+        .reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    let reason = reason.ok_or_else(|| ApiError::invalid_field("reason", "a reason is required"))?;
+    if reason.chars().count() > 2000 {
+        return Err(ApiError::invalid_field(
+            "reason",
+            "is longer than 2000 characters",
+        ));
+    }
+    let now = Utc::now();
+    complaint_command(
+        &s,
+        &caller,
+        id,
+        |row| {
+            domain::can_return(status_of(row), row.acknowledged_at.is_some())
+                .map_err(ApiError::conflict)?;
+            Ok(vec![NewEvent::new(
+                "complaint_returned",
+                json!({"complaint_id": id, "street": row.street, "reason": reason}),
+            )])
+        },
+        move |c, _| {
+            Box::pin(async move {
+                store::set_status(c, id, Status::Returned, None, now).await?;
+                store::update_metrics(c, id, None, |f| f.counted = false).await
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct DispatchBody {
+    street: Option<String>,
+}
+
+/// Re-dispatch (改派) a returned complaint to another street; it is registered there afresh.
+async fn redispatch(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody<DispatchBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let street = body
+        .street
+        .map(|x| x.trim().to_string())
+        .unwrap_or_default();
+    let now = Utc::now().trunc_subsecs(6);
+    let orgs = s.orgs.clone();
+    let limits = s.limits;
+    let new_street = street.clone();
+    complaint_command(
+        &s,
+        &caller,
+        id,
+        |row| {
+            if street.is_empty() {
+                return Err(ApiError::invalid_field("street", "is required"));
+            }
+            if orgs.street(&row.district, &street).is_none() {
+                return Err(ApiError::invalid_field("street", format!("{street:?} is not a street or township of {}", row.district)));
+            }
+            if status_of(row) != Status::Returned {
+                return Err(ApiError::conflict(format!("the complaint is {}; only a returned complaint can be re-dispatched", row.status)));
+            }
+            let urgency = if row.urgency == "urgent" { domain::Urgency::Urgent } else { domain::Urgency::Normal };
+            let (respond_by, resolve_by) = domain::deadlines(&limits, urgency, now);
+            Ok(vec![NewEvent::new(
+                "complaint_dispatched",
+                json!({
+                    "complaint_id": id, "district": row.district, "street": street, "category": row.category,
+                    "urgency": row.urgency, "point_id": row.point_id, "point": row.point, "description": row.description,
+                    "received_at": row.received_at, "dispatched_at": now, "respond_by": respond_by, "resolve_by": resolve_by,
+                    "redispatch": true,
+                }),
+            )])
+        },
+        move |c, row| {
+            let urgency = if row.urgency == "urgent" { domain::Urgency::Urgent } else { domain::Urgency::Normal };
+            let (respond_by, resolve_by) = domain::deadlines(&limits, urgency, now);
+            let d = domain::Dispatch { dispatched_at: now, respond_by, resolve_by };
+            Box::pin(async move { store::redispatch(c, id, &new_street, &d).await })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct FollowUpBody {
+    satisfaction: Option<String>,
+    note: Option<String>,
+}
+
+/// 回访: the operator calls the citizen back after the write-off, once.
+async fn follow_up(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody<FollowUpBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let answer = body
+        .satisfaction
+        .as_deref()
+        .and_then(Satisfaction::parse)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "satisfaction",
+                "must be satisfied, basically_satisfied, dissatisfied or unknown",
+            )
+        })?;
+    let note = body
+        .note
+        .map(|n| n.trim().chars().take(2000).collect::<String>())
+        .unwrap_or_default();
+    let now = Utc::now();
+    complaint_command(
+        &s,
+        &caller,
+        id,
+        |row| {
+            domain::can_follow_up(status_of(row)).map_err(ApiError::conflict)?;
+            Ok(vec![NewEvent::new(
+                "follow_up_recorded",
+                json!({"complaint_id": id, "satisfaction": answer, "note": note}),
+            )])
+        },
+        move |c, _| {
+            Box::pin(async move {
+                store::set_status(c, id, Status::FollowedUp, None, now).await?;
+                store::update_metrics(c, id, None, |f| f.satisfaction = Some(answer)).await
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct MetricsQuery {
+    district: Option<String>,
+    month: Option<String>,
+}
+
+/// Monthly 三率 per street, from the counters the event handlers keep.
+async fn street_metrics(
+    State(s): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<MetricsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::District, Role::Reviewer, Role::Operator])?;
+    let district = q
+        .district
+        .filter(|d| !d.is_empty())
+        .or_else(|| (caller.org != "*").then(|| caller.org.clone()));
+    let district = district.ok_or_else(|| ApiError::invalid_field("district", "is required"))?;
+    let d = s.orgs.district(&district).ok_or_else(|| {
+        ApiError::invalid_field("district", format!("unknown district {district:?}"))
+    })?;
+    if !caller.covers_district(&district) {
+        return Err(ApiError::Forbidden(format!(
+            "{} {} may not read district {district}",
+            caller.role.as_str(),
+            caller.org
+        )));
+    }
+    let month = q
+        .month
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| domain::month_of(Utc::now()));
+    let valid = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").is_ok()
+        && month.len() == 7;
+    if !valid {
+        return Err(ApiError::invalid_field(
+            "month",
+            "must be a month like 2026-11",
+        ));
+    }
+    let counters = store::street_metrics(&mut *s.pool.acquire().await?, &district, &month).await?;
+    let streets: Vec<Value> = d
+        .streets
+        .iter()
+        .map(|st| {
+            let c = counters
+                .iter()
+                .find(|(code, _)| *code == st.code)
+                .map(|(_, c)| *c)
+                .unwrap_or_default();
+            let r = c.rates();
+            json!({
+                "street": st.code, "name": st.name, "received": c.received,
+                "responded_on_time": c.responded_on_time, "response_rate": r.response_rate,
+                "resolved": c.resolved, "resolution_rate": r.resolution_rate,
+                "followed_up": c.followed_up, "satisfaction_score": r.satisfaction_score,
+                "satisfaction_rate": r.satisfaction_rate, "overdue": c.overdue,
+                "answers": {"satisfied": c.satisfied, "basically_satisfied": c.basically_satisfied,
+                            "dissatisfied": c.dissatisfied, "unknown": c.unknown},
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"district": district, "month": month, "timezone": "Asia/Shanghai", "streets": streets}),
+    ))
 }

@@ -6,7 +6,9 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{Caller, Complaint, Dispatch, Status};
+use crate::domain::{
+    month_of, Caller, Complaint, Counters, Dispatch, MetricFlags, Satisfaction, Status,
+};
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ComplaintRow {
@@ -26,6 +28,8 @@ pub struct ComplaintRow {
     pub item_id: Option<Uuid>,
     pub caller_name: Option<String>,
     pub caller_phone: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub satisfaction: Option<String>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -94,8 +98,8 @@ pub async fn insert_complaint(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "insert into complaints (complaint_id, district, street, category, urgency, point_id, point, description,
-            received_at, dispatched_at, respond_by, resolve_by, status, item_id, created_by, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'dispatched', null, $13, $10)",
+            received_at, dispatched_at, respond_by, resolve_by, status, item_id, created_by, updated_at, month, counted)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'dispatched', null, $13, $10, $14, false)",
     )
     .bind(id)
     .bind(&complaint.district)
@@ -110,9 +114,11 @@ pub async fn insert_complaint(
     .bind(dispatch.respond_by)
     .bind(dispatch.resolve_by)
     .bind(actor)
+    .bind(month_of(complaint.received_at))
     .execute(&mut *c)
     .await?;
-    Ok(())
+    // Received by its street: counted from now on.
+    update_metrics(c, id, None, |f| f.counted = true).await
 }
 
 pub async fn insert_caller(c: &mut PgConnection, id: Uuid, caller: &Caller) -> sqlx::Result<()> {
@@ -149,7 +155,7 @@ pub async fn get_complaint(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Optio
     sqlx::query_as(
         "select c.complaint_id, c.district, c.street, c.category, c.urgency, c.point_id, c.point, c.description,
                 c.received_at, c.dispatched_at, c.respond_by, c.resolve_by, c.status, c.item_id,
-                k.name as caller_name, k.phone as caller_phone
+                k.name as caller_name, k.phone as caller_phone, c.acknowledged_at, c.satisfaction
          from complaints c left join callers k using (complaint_id) where c.complaint_id = $1",
     )
     .bind(id)
@@ -198,4 +204,197 @@ pub async fn set_status(
         .execute(c)
         .await?;
     Ok(())
+}
+
+/// Locks a complaint row for a command on it.
+pub async fn lock_complaint(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ComplaintRow>> {
+    sqlx::query("select 1 from complaints where complaint_id = $1 for update")
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+    get_complaint(c, id).await
+}
+
+/// Changes a complaint's metric flags (and, with `new_street`, the street it counts for), moving
+/// its contribution between street counters in the same transaction.
+pub async fn update_metrics(
+    c: &mut PgConnection,
+    id: Uuid,
+    new_street: Option<&str>,
+    change: impl FnOnce(&mut MetricFlags),
+) -> sqlx::Result<()> {
+    let row: (String, String, String, bool, bool, bool, bool, Option<String>) = sqlx::query_as(
+        "select district, month, street, counted, responded_on_time, resolved, overdue, satisfaction
+         from complaints where complaint_id = $1 for update",
+    )
+    .bind(id)
+    .fetch_one(&mut *c)
+    .await?;
+    let (district, month, street, counted, responded_on_time, resolved, overdue, satisfaction) =
+        row;
+    let old = MetricFlags {
+        counted,
+        responded_on_time,
+        resolved,
+        overdue,
+        satisfaction: satisfaction.as_deref().and_then(Satisfaction::parse),
+    };
+    let mut new = old.clone();
+    change(&mut new);
+    let to_street = new_street.unwrap_or(&street);
+    if old == new && to_street == street {
+        return Ok(());
+    }
+    bump(
+        c,
+        &district,
+        &month,
+        &street,
+        &Counters::default().minus(&old.counters()),
+    )
+    .await?;
+    bump(c, &district, &month, to_street, &new.counters()).await?;
+    sqlx::query(
+        "update complaints set street = $2, counted = $3, responded_on_time = $4, resolved = $5, overdue = $6, satisfaction = $7
+         where complaint_id = $1",
+    )
+    .bind(id)
+    .bind(to_street)
+    .bind(new.counted)
+    .bind(new.responded_on_time)
+    .bind(new.resolved)
+    .bind(new.overdue)
+    .bind(new.satisfaction.map(|s| s.as_str()))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+async fn bump(
+    c: &mut PgConnection,
+    district: &str,
+    month: &str,
+    street: &str,
+    d: &Counters,
+) -> sqlx::Result<()> {
+    if *d == Counters::default() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into street_metrics as m (district, month, street, received, responded_on_time, resolved, followed_up,
+            satisfied, basically_satisfied, dissatisfied, unknown, overdue)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         on conflict (district, month, street) do update set
+            received = m.received + excluded.received,
+            responded_on_time = m.responded_on_time + excluded.responded_on_time,
+            resolved = m.resolved + excluded.resolved,
+            followed_up = m.followed_up + excluded.followed_up,
+            satisfied = m.satisfied + excluded.satisfied,
+            basically_satisfied = m.basically_satisfied + excluded.basically_satisfied,
+            dissatisfied = m.dissatisfied + excluded.dissatisfied,
+            unknown = m.unknown + excluded.unknown,
+            overdue = m.overdue + excluded.overdue",
+    )
+    .bind(district)
+    .bind(month)
+    .bind(street)
+    .bind(d.received)
+    .bind(d.responded_on_time)
+    .bind(d.resolved)
+    .bind(d.followed_up)
+    .bind(d.satisfied)
+    .bind(d.basically_satisfied)
+    .bind(d.dissatisfied)
+    .bind(d.unknown)
+    .bind(d.overdue)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn street_metrics(
+    c: &mut PgConnection,
+    district: &str,
+    month: &str,
+) -> sqlx::Result<Vec<(String, Counters)>> {
+    let rows: Vec<(String, i64, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "select street, received, responded_on_time, resolved, followed_up, satisfied, basically_satisfied, dissatisfied, unknown, overdue
+         from street_metrics where district = $1 and month = $2",
+    )
+    .bind(district)
+    .bind(month)
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.0,
+                Counters {
+                    received: r.1,
+                    responded_on_time: r.2,
+                    resolved: r.3,
+                    followed_up: r.4,
+                    satisfied: r.5,
+                    basically_satisfied: r.6,
+                    dissatisfied: r.7,
+                    unknown: r.8,
+                    overdue: r.9,
+                },
+            )
+        })
+        .collect())
+}
+
+/// A returned complaint goes back to the operator; a re-dispatch gives it a new street and limits.
+pub async fn redispatch(
+    c: &mut PgConnection,
+    id: Uuid,
+    street: &str,
+    d: &Dispatch,
+) -> sqlx::Result<()> {
+    update_metrics(c, id, Some(street), |f| {
+        *f = MetricFlags {
+            counted: true,
+            ..Default::default()
+        }
+    })
+    .await?;
+    sqlx::query(
+        "update complaints set status = 'dispatched', item_id = null, acknowledged_at = null,
+            dispatched_at = $2, respond_by = $3, resolve_by = $4, updated_at = $2 where complaint_id = $1",
+    )
+    .bind(id)
+    .bind(d.dispatched_at)
+    .bind(d.respond_by)
+    .bind(d.resolve_by)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_acknowledged(
+    c: &mut PgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let respond_by: DateTime<Utc> = sqlx::query_scalar(
+        "update complaints set acknowledged_at = $2 where complaint_id = $1 returning respond_by",
+    )
+    .bind(id)
+    .bind(at)
+    .fetch_one(&mut *c)
+    .await?;
+    update_metrics(c, id, None, |f| f.responded_on_time = at <= respond_by).await
+}
+
+/// When an item's earlier complaints were acknowledged (a repeat complaint joins a taken-on item).
+pub async fn item_acknowledged_at(
+    c: &mut PgConnection,
+    item_id: Uuid,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar("select min(acknowledged_at) from complaints where item_id = $1")
+        .bind(item_id)
+        .fetch_one(c)
+        .await
 }

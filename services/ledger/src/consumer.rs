@@ -45,6 +45,11 @@ fn normal() -> String {
 }
 
 #[derive(Deserialize)]
+struct Returned {
+    complaint_id: Uuid,
+}
+
+#[derive(Deserialize)]
 struct ClosureData {
     closure_id: Uuid,
     item_id: Uuid,
@@ -59,6 +64,17 @@ impl Apply for Events {
         let meta = EventMeta::caused_by(ev);
         let result = match ev.event_type.as_str() {
             "complaint_dispatched" => on_dispatched(c, ev, &meta).await,
+            "complaint_returned" => {
+                let d: Returned = ev.data_as()?;
+                match store::open_item_of_complaint(c, d.complaint_id).await? {
+                    Some(item_id) => {
+                        app::execute(c, item_id, &meta, |i| i.returned(d.complaint_id))
+                            .await
+                            .map(drop)
+                    }
+                    None => Ok(()),
+                }
+            }
             "closure_requested" => {
                 let d: ClosureData = ev.data_as()?;
                 app::execute(c, d.item_id, &meta, |i| {

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use qingling_shared::http::{PathId, QueryParams};
+use qingling_shared::config::Limits;
+use qingling_shared::http::{JsonBody, PathId, QueryParams};
 use qingling_shared::store::{self as events, StoreError};
-use qingling_shared::{ApiError, Caller, EventMeta, JwtKeys, Orgs, Role};
+use qingling_shared::{ApiError, Caller, Catalog, EventMeta, FieldError, JwtKeys, Orgs, Role};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -18,7 +19,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::app::{self, CommandError};
-use crate::domain::{DomainError, Item, ItemEvent};
+use crate::domain::{DomainError, Item, ItemEvent, Registered};
 use crate::store::{self, ItemFilter, ItemRow};
 
 pub const DEFAULT_CATEGORY: &str = "basement_illegal_residence";
@@ -28,6 +29,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub keys: JwtKeys,
     pub orgs: Orgs,
+    pub catalog: Catalog,
+    pub limits: Limits,
     pub relay_wake: Arc<Notify>,
 }
 
@@ -39,9 +42,18 @@ impl FromRef<AppState> for JwtKeys {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/ledger/items", get(list_items))
+        .route("/v1/ledger/items", get(list_items).post(inspection_find))
         .route("/v1/ledger/items/{id}", get(get_item))
         .route("/v1/ledger/items/{id}/acknowledge", post(acknowledge))
+        .route("/v1/ledger/items/{id}/extension", post(request_extension))
+        .route(
+            "/v1/ledger/items/{id}/extension/approve",
+            post(approve_extension),
+        )
+        .route(
+            "/v1/ledger/items/{id}/extension/reject",
+            post(reject_extension),
+        )
         .route("/v1/ledger/summary", get(summary))
         .route("/v1/ledger/entries", get(entries))
         .with_state(state)
@@ -78,7 +90,7 @@ fn item_json(r: &ItemRow) -> Value {
         "registered_at": r.registered_at, "acknowledged_at": r.acknowledged_at,
         "respond_by": r.respond_by, "resolve_by": r.resolve_by, "overdue": r.overdue,
         "written_off_at": r.written_off_at, "write_off_kind": r.write_off_kind,
-        "closure_id": r.closure_id, "rebound_of": r.rebound_of,
+        "closure_id": r.closure_id, "rebound_of": r.rebound_of, "extension": r.extension,
     })
 }
 
@@ -116,13 +128,14 @@ async fn get_item(
 
 /// Runs a street's command on its item, retrying when it loses a race with another writer of the
 /// same item (the domain then decides again on the fresh state).
-async fn street_command(
+async fn item_command(
     s: &AppState,
     caller: &Caller,
+    role: Role,
     id: Uuid,
     decide: impl Fn(&Item) -> Result<Vec<ItemEvent>, DomainError>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(&[Role::Street])?;
+    caller.require(&[role])?;
     visible_item(s, caller, id).await?;
     let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
     let mut attempt = 0;
@@ -152,7 +165,192 @@ async fn acknowledge(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    street_command(&s, &caller, id, |i| i.acknowledge(Utc::now())).await
+    item_command(&s, &caller, Role::Street, id, |i| i.acknowledge(Utc::now())).await
+}
+
+#[derive(Deserialize)]
+struct ExtensionBody {
+    until: Option<chrono::DateTime<Utc>>,
+    reason: Option<String>,
+}
+
+/// 延期申请: the street asks once, before resolve-by, for a later date.
+async fn request_extension(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody<ExtensionBody>,
+) -> Result<Json<Value>, ApiError> {
+    let until = body
+        .until
+        .ok_or_else(|| ApiError::invalid_field("until", "is required"))?;
+    let reason = body.reason.unwrap_or_default();
+    item_command(&s, &caller, Role::Street, id, |i| {
+        i.request_extension(until, &reason, Utc::now())
+    })
+    .await
+}
+
+async fn approve_extension(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    item_command(&s, &caller, Role::Reviewer, id, |i| i.approve_extension()).await
+}
+
+#[derive(Deserialize)]
+struct ReasonBody {
+    reason: Option<String>,
+}
+
+async fn reject_extension(
+    State(s): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = body.reason.unwrap_or_default();
+    item_command(&s, &caller, Role::Reviewer, id, |i| {
+        i.reject_extension(&reason)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct FindBody {
+    category: Option<String>,
+    point: Option<FindPoint>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FindPoint {
+    community: Option<String>,
+    building: Option<String>,
+    basement: Option<String>,
+    address: Option<String>,
+}
+
+/// 主动发现: an item the street found itself. It is registered and, being the street's own find,
+/// taken on (acknowledged) at once; the resolve limit runs from now.
+async fn inspection_find(
+    State(s): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<FindBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[Role::Street])?;
+    let district = s
+        .orgs
+        .district_of(&caller.org)
+        .map(|d| d.code.clone())
+        .ok_or_else(|| {
+            ApiError::Forbidden(format!("{} is not a street of any district", caller.org))
+        })?;
+    let mut errors = vec![];
+    let category = body.category.unwrap_or_default();
+    if s.catalog.get(&category).is_none() {
+        errors.push(FieldError::new(
+            "category",
+            format!("unknown category {category:?}"),
+        ));
+    }
+    let point = body.point.unwrap_or(FindPoint {
+        community: None,
+        building: None,
+        basement: None,
+        address: None,
+    });
+    let mut part = |name: &str, v: Option<String>| {
+        let v = v.map(|v| v.trim().to_string()).unwrap_or_default();
+        if v.is_empty() || v.chars().count() > 200 {
+            errors.push(FieldError::new(
+                format!("point.{name}"),
+                "is required (at most 200 characters)",
+            ));
+        }
+        v
+    };
+    let (community, building, basement) = (
+        part("community", point.community),
+        part("building", point.building),
+        part("basement", point.basement),
+    );
+    let description = body
+        .description
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(2000)
+        .collect::<String>();
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let point_id = qingling_shared::point::point_id(&district, &community, &building, &basement);
+    let point_json = json!({"community": community, "building": building, "basement": basement, "address": point.address});
+    let item_id = Uuid::now_v7();
+    let now = Utc::now();
+    let resolve_by = now
+        + chrono::Duration::from_std(s.limits.resolve_within).unwrap_or(chrono::Duration::days(7));
+    let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
+    let mut tx = s.pool.begin().await?;
+    let existing = |id: Uuid| ApiError::Conflict {
+        detail: format!("point {point_id} already has an open {category} item"),
+        extra: Some(json!({"item_id": id})),
+    };
+    if let Some(open) = store::open_item_at(&mut tx, point_id, &category).await? {
+        return Err(existing(open));
+    }
+    let rebound_of = store::recent_write_off_at(
+        &mut tx,
+        point_id,
+        &category,
+        now - chrono::Duration::days(crate::consumer::REBOUND_WINDOW_DAYS),
+    )
+    .await?;
+    let events = vec![
+        ItemEvent::ItemRegistered(Registered {
+            item_id,
+            district,
+            street: caller.org.clone(),
+            category: category.clone(),
+            point_id,
+            point: point_json,
+            source: "inspection".into(),
+            complaint_id: None,
+            urgency: "normal".into(),
+            description,
+            respond_by: None,
+            resolve_by: Some(resolve_by),
+            rebound_of,
+        }),
+        ItemEvent::ItemAcknowledged {
+            item_id,
+            street: caller.org.clone(),
+        },
+    ];
+    match app::record(&mut tx, item_id, 0, &events, &meta).await {
+        Ok(_) => {}
+        // A racing registration at the same point won the unique index.
+        Err(CommandError::Store(StoreError::Database(sqlx::Error::Database(e))))
+            if e.is_unique_violation() =>
+        {
+            drop(tx);
+            let open =
+                store::open_item_at(&mut *s.pool.acquire().await?, point_id, &category).await?;
+            return Err(open.map(existing).unwrap_or_else(|| {
+                ApiError::conflict("a racing registration at this point; retry")
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await?;
+    s.relay_wake.notify_one();
+    let mut c = s.pool.acquire().await?;
+    let row = store::get_item(&mut c, item_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("item vanished"))?;
+    Ok((StatusCode::CREATED, Json(item_detail(&mut c, &row).await?)))
 }
 
 #[derive(Deserialize)]
@@ -162,6 +360,7 @@ struct ListQuery {
     category: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+    overdue: Option<bool>,
 }
 
 async fn list_items(
@@ -222,6 +421,7 @@ async fn list_items(
         status,
         category: q.category.filter(|x| !x.is_empty()),
         before,
+        overdue: q.overdue.unwrap_or(false),
         limit,
     };
     let rows = store::list_items(&mut *s.pool.acquire().await?, &filter).await?;
@@ -316,10 +516,11 @@ async fn summary(
         total.acknowledged += k.acknowledged;
         total.closure_pending += k.closure_pending;
         total.overdue += k.overdue;
+        total.rebounds += k.rebounds;
         streets.push(json!({
             "street": st.code, "name": st.name, "open": open, "registered_total": k.registered_total,
             "written_off_total": k.written_off_total, "acknowledged": k.acknowledged,
-            "closure_pending": k.closure_pending, "overdue": k.overdue, "dynamic_zero": open == 0,
+            "closure_pending": k.closure_pending, "overdue": k.overdue, "rebounds": k.rebounds, "dynamic_zero": open == 0,
             "zero_since": if open == 0 { mark(&st.code) } else { None },
         }));
     }
@@ -332,7 +533,7 @@ async fn summary(
     Ok(Json(json!({
         "district": district, "category": category, "open": open,
         "registered_total": total.registered_total, "written_off_total": total.written_off_total,
-        "acknowledged": total.acknowledged, "closure_pending": total.closure_pending, "overdue": total.overdue,
+        "acknowledged": total.acknowledged, "closure_pending": total.closure_pending, "overdue": total.overdue, "rebounds": total.rebounds,
         "dynamic_zero": open == 0, "zero_since": zero_since, "as_of": Utc::now(), "streets": streets,
     })))
 }

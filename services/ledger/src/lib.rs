@@ -2,12 +2,13 @@
 
 pub mod app;
 pub mod consumer;
+pub mod deadlines;
 pub mod domain;
 pub mod http;
 pub mod store;
 
 use qingling_shared::runtime::{Runtime, ServiceSpec};
-use qingling_shared::{JwtKeys, Orgs};
+use qingling_shared::{Catalog, JwtKeys, Orgs};
 
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "ledger",
@@ -26,8 +27,21 @@ pub async fn run() -> anyhow::Result<()> {
         pool: rt.pool.clone(),
         keys: JwtKeys::new(&rt.config.jwt_secret),
         orgs: Orgs::load()?,
+        catalog: Catalog::load()?,
+        limits: rt.config.limits,
         relay_wake: rt.relay_wake.clone(),
     };
+    let tick = match std::env::var("QINGLING_DEADLINE_TICK") {
+        Ok(v) if !v.is_empty() => humantime::parse_duration(&v)
+            .map_err(|e| anyhow::anyhow!("QINGLING_DEADLINE_TICK={v:?}: {e}"))?,
+        _ => std::time::Duration::from_secs(1),
+    };
+    tokio::spawn(deadlines::run(
+        rt.pool.clone(),
+        rt.relay_wake.clone(),
+        tick,
+        rt.stopping(),
+    ));
     let consumer = consumer::Events {
         relay_wake: rt.relay_wake.clone(),
     };

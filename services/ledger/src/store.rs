@@ -299,6 +299,8 @@ pub struct ItemFilter {
     pub status: Option<String>,
     pub category: Option<String>,
     pub before: Option<Uuid>,
+    /// Only open items flagged overdue (督办).
+    pub overdue: bool,
     pub limit: i64,
 }
 
@@ -310,6 +312,7 @@ pub async fn list_items(c: &mut PgConnection, f: &ItemFilter) -> sqlx::Result<Ve
            and ($3::text is null or category = $3)
            and ($4::text is null or ($4 = 'open' and status <> 'written_off') or status = $4)
            and ($5::uuid is null or item_id < $5)
+           and (not $7 or (status <> 'written_off' and cardinality(overdue) > 0))
          order by item_id desc limit $6"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -319,6 +322,7 @@ pub async fn list_items(c: &mut PgConnection, f: &ItemFilter) -> sqlx::Result<Ve
         .bind(&f.status)
         .bind(f.before)
         .bind(f.limit)
+        .bind(f.overdue)
         .fetch_all(c)
         .await
 }
@@ -331,6 +335,8 @@ pub struct StreetCounts {
     pub acknowledged: i64,
     pub closure_pending: i64,
     pub overdue: i64,
+    /// Items registered as a rebound (反弹) of an earlier write-off at the point.
+    pub rebounds: i64,
 }
 
 /// Counts per street from one snapshot, so `open = registered_total - written_off_total` holds.
@@ -344,7 +350,8 @@ pub async fn street_counts(
                 count(*) filter (where status = 'written_off') as written_off_total,
                 count(*) filter (where status = 'acknowledged') as acknowledged,
                 count(*) filter (where status = 'closure_pending') as closure_pending,
-                count(*) filter (where status <> 'written_off' and cardinality(overdue) > 0) as overdue
+                count(*) filter (where status <> 'written_off' and cardinality(overdue) > 0) as overdue,
+                count(*) filter (where rebound_of is not null) as rebounds
          from items where district = $1 and category = $2 group by street",
     )
     .bind(district)
@@ -401,5 +408,36 @@ pub async fn journal_after(
     .bind(street)
     .bind(limit)
     .fetch_all(c)
+    .await
+}
+
+/// Open items with a passed limit not yet flagged.
+pub async fn items_past_deadline(
+    c: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "select item_id from items where status = 'registered' and respond_by < $1 and not ('respond' = any(overdue))
+         union
+         select item_id from items where status <> 'written_off' and resolve_by < $1 and not ('resolve' = any(overdue))
+         limit $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(c)
+    .await
+}
+
+/// The open item carrying a complaint.
+pub async fn open_item_of_complaint(
+    c: &mut PgConnection,
+    complaint_id: Uuid,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "select item_id from items where $1 = any(complaint_ids) and status <> 'written_off'",
+    )
+    .bind(complaint_id)
+    .fetch_optional(c)
     .await
 }
