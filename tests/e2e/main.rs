@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod consuming;
+mod lifecycle;
 mod main_path;
 mod races;
 

@@ -317,7 +317,8 @@ pub async fn street_metrics(
     district: &str,
     month: &str,
 ) -> sqlx::Result<Vec<(String, Counters)>> {
-    let rows: Vec<(String, i64, i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    type Row = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+    let rows: Vec<Row> = sqlx::query_as(
         "select street, received, responded_on_time, resolved, followed_up, satisfied, basically_satisfied, dissatisfied, unknown, overdue
          from street_metrics where district = $1 and month = $2",
     )

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use qingling_shared::config::Limits;
 use qingling_shared::http::{JsonBody, PathId, QueryParams};
 use qingling_shared::store::{self as events, StoreError};
@@ -181,9 +181,11 @@ async fn request_extension(
     PathId(id): PathId,
     JsonBody(body): JsonBody<ExtensionBody>,
 ) -> Result<Json<Value>, ApiError> {
+    // Microseconds, as stored: the deadline read back equals the one recorded.
     let until = body
         .until
-        .ok_or_else(|| ApiError::invalid_field("until", "is required"))?;
+        .ok_or_else(|| ApiError::invalid_field("until", "is required"))?
+        .trunc_subsecs(6);
     let reason = body.reason.unwrap_or_default();
     item_command(&s, &caller, Role::Street, id, |i| {
         i.request_extension(until, &reason, Utc::now())

@@ -1,0 +1,668 @@
+//! The full 接诉即办 lifecycle: deadlines, return and re-dispatch, inspection finds, rebound,
+//! follow-up, extension, monthly street metrics.
+
+use std::time::Duration;
+
+use qingling_shared::Role;
+use qingling_tests::{complaint, eventually, rectified, TestEnv};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::{item_status, register, request_closure, street_row, WAIT};
+
+/// Short limits and a fast deadline watcher: time is driven by configuration, not slept on long.
+const SHORT: [(&str, &str); 5] = [
+    ("QINGLING_RESPOND_WITHIN", "1s"),
+    ("QINGLING_RESPOND_WITHIN_URGENT", "1s"),
+    ("QINGLING_RESOLVE_WITHIN", "2s"),
+    ("QINGLING_RESOLVE_WITHIN_URGENT", "2s"),
+    ("QINGLING_DEADLINE_TICK", "100ms"),
+];
+
+async fn overdue_events(env: &TestEnv, item: &str) -> Vec<String> {
+    sqlx::query_scalar("select data->>'kind' from events where stream = $1 and event_type = 'item_overdue' order by version")
+        .bind(format!("item-{item}"))
+        .fetch_all(&mut env.db("ledger").await)
+        .await
+        .unwrap()
+}
+
+async fn wait_overdue(env: &TestEnv, item: &str, kinds: &[&str]) {
+    eventually(&format!("item {item} flagged {kinds:?}"), WAIT, || async {
+        let got = overdue_events(env, item).await;
+        (got.len() >= kinds.len()).then_some(())
+    })
+    .await;
+    // A few more ticks: nothing more may come.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        overdue_events(env, item).await,
+        kinds,
+        "exactly one overdue event per kind"
+    );
+}
+
+/// 签收 → 销账申请 → 销账.
+async fn write_off(env: &TestEnv, street: &str, item: &str) {
+    let st = env.token(Role::Street, street);
+    let (status, v) = env
+        .post(
+            "ledger",
+            &format!("/v1/ledger/items/{item}/acknowledge"),
+            &st,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let closure = request_closure(env, street, &rectified(item)).await;
+    let (status, v) = env
+        .post(
+            "closure",
+            &format!("/v1/closures/{closure}/approve"),
+            &env.token(Role::Reviewer, "tongzhou"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    item_status(env, item, "written_off").await;
+}
+
+#[tokio::test]
+async fn passed_limits_are_flagged_once_counted_and_listed() {
+    let env = TestEnv::start_with(&SHORT).await;
+    let dist = env.token(Role::District, "tongzhou");
+    let (_, item) = register(&env, &complaint("huoxian", "漷县新村", "1", "B1")).await;
+    let (_, fresh) = env
+        .get("ledger", &format!("/v1/ledger/items/{item}"), &dist)
+        .await;
+    assert!(fresh["respond_by"].is_string() && fresh["resolve_by"].is_string());
+    wait_overdue(&env, &item, &["respond", "resolve"]).await;
+    let (_, detail) = env
+        .get("ledger", &format!("/v1/ledger/items/{item}"), &dist)
+        .await;
+    assert_eq!(detail["overdue"], json!(["respond", "resolve"]));
+    let (_, summary) = env
+        .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+        .await;
+    assert_eq!(
+        (
+            summary["overdue"].as_i64(),
+            street_row(&summary, "huoxian")["overdue"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    let (_, listed) = env
+        .get("ledger", "/v1/ledger/items?overdue=true", &dist)
+        .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    // An item acknowledged in time is never respond-overdue.
+    let (_, other) = register(&env, &complaint("huoxian", "漷县新村", "2", "B1")).await;
+    let (status, _) = env
+        .post(
+            "ledger",
+            &format!("/v1/ledger/items/{other}/acknowledge"),
+            &env.token(Role::Street, "huoxian"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_overdue(&env, &other, &["resolve"]).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn limits_that_passed_while_the_ledger_was_down_are_caught_up_at_start() {
+    let mut env = TestEnv::start_with(&SHORT).await;
+    let (_, item) = register(&env, &complaint("xiji", "西集花园", "3", "B1")).await;
+    env.svc("ledger").signal("KILL");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        overdue_events(&env, &item).await.is_empty(),
+        "nothing flagged while down"
+    );
+    env.restart("ledger", &[]).await;
+    wait_overdue(&env, &item, &["respond", "resolve"]).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_ledger_instances_flag_each_deadline_exactly_once() {
+    let mut env = TestEnv::start_with(&SHORT).await;
+    let second = env.spawn("ledger").await;
+    let mut items = vec![];
+    for b in ["B1", "B2", "B3", "B4"] {
+        items.push(
+            register(&env, &complaint("yongledian", "永乐店小区", "5", b))
+                .await
+                .1,
+        );
+    }
+    for item in &items {
+        wait_overdue(&env, item, &["respond", "resolve"]).await;
+    }
+    let total: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'item_overdue'")
+            .fetch_one(&mut env.db("ledger").await)
+            .await
+            .unwrap();
+    assert_eq!(total, 8);
+    env.services.push(second);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_returned_complaint_is_cancelled_on_the_ledger_and_registered_afresh_where_re_dispatched()
+{
+    let env = TestEnv::start().await;
+    let op = env.token(Role::Operator, "tongzhou");
+    let st = env.token(Role::Street, "jiukeshu");
+    let dist = env.token(Role::District, "tongzhou");
+    let (cid, item) = register(&env, &complaint("jiukeshu", "财富东方", "2", "B1")).await;
+
+    let (status, p) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{cid}/return"),
+            &st,
+            &json!({"reason": ""}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (status, _) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{cid}/return"),
+            &env.token(Role::Street, "yongshun"),
+            &json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{cid}/dispatch"),
+            &op,
+            &json!({"street": "yongshun"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "only a returned complaint is re-dispatched"
+    );
+    let (status, returned) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{cid}/return"),
+            &st,
+            &json!({"reason": "不属于本辖区"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{returned}");
+    assert_eq!(returned["status"], "returned");
+    let old = item_status(&env, &item, "written_off").await;
+    assert_eq!(old["write_off_kind"], "returned");
+    let (_, s) = env
+        .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+        .await;
+    let row = street_row(&s, "jiukeshu");
+    assert_eq!(
+        (
+            row["open"].as_i64(),
+            row["registered_total"].as_i64(),
+            row["written_off_total"].as_i64()
+        ),
+        (Some(0), Some(1), Some(1))
+    );
+
+    let (status, p) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{cid}/dispatch"),
+            &op,
+            &json!({"street": "gotham"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (status, v) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{cid}/dispatch"),
+            &op,
+            &json!({"street": "yongshun"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["street"].as_str()),
+        (Some("dispatched"), Some("yongshun"))
+    );
+    let new_item = eventually(
+        "the re-dispatched complaint to be registered",
+        WAIT,
+        || async {
+            let (_, c) = env
+                .get("intake", &format!("/v1/complaints/{cid}"), &op)
+                .await;
+            (c["status"] == "registered").then(|| c["item_id"].as_str().unwrap().to_string())
+        },
+    )
+    .await;
+    assert_ne!(new_item, item);
+    let (_, fresh) = env
+        .get("ledger", &format!("/v1/ledger/items/{new_item}"), &dist)
+        .await;
+    assert_eq!(fresh["street"], "yongshun");
+    let (_, s) = env
+        .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+        .await;
+    assert_eq!(street_row(&s, "yongshun")["open"], 1);
+    assert_eq!(
+        (
+            s["open"].as_i64(),
+            s["registered_total"].as_i64(),
+            s["written_off_total"].as_i64()
+        ),
+        (Some(1), Some(2), Some(1))
+    );
+    let (_, journal) = env
+        .get("ledger", "/v1/ledger/entries?district=tongzhou", &dist)
+        .await;
+    let kinds: Vec<(&str, Option<&str>)> = journal["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["write_off_kind"].as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("registration", None),
+            ("write_off", Some("returned")),
+            ("registration", None)
+        ]
+    );
+
+    // Once acknowledged, a complaint can no longer be returned.
+    let ys = env.token(Role::Street, "yongshun");
+    let (status, _) = env
+        .post(
+            "ledger",
+            &format!("/v1/ledger/items/{new_item}/acknowledge"),
+            &ys,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("intake to learn the acknowledgement", WAIT, || async {
+        let (_, c) = env
+            .get("intake", &format!("/v1/complaints/{cid}"), &op)
+            .await;
+        c["acknowledged_at"].is_string().then_some(())
+    })
+    .await;
+    let (status, p) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{cid}/return"),
+            &ys,
+            &json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("acknowledged"),
+        "{p}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn inspection_finds_rebounds_and_follow_ups() {
+    let env = TestEnv::start().await;
+    let st = env.token(Role::Street, "songzhuang");
+    let op = env.token(Role::Operator, "tongzhou");
+    let dist = env.token(Role::District, "tongzhou");
+    let find = json!({"category": "basement_illegal_residence", "description": "巡查发现",
+                      "point": {"community": "宋庄小区", "building": "9", "basement": "B1"}});
+    let (status, item) = env.post("ledger", "/v1/ledger/items", &st, &find).await;
+    assert_eq!(status, StatusCode::CREATED, "{item}");
+    assert_eq!(
+        (item["source"].as_str(), item["status"].as_str()),
+        (Some("inspection"), Some("acknowledged"))
+    );
+    let first = item["item_id"].as_str().unwrap().to_string();
+    let (status, dup) = env.post("ledger", "/v1/ledger/items", &st, &find).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        dup["item_id"],
+        first.as_str(),
+        "the 409 names the open item"
+    );
+    let (status, p) = env
+        .post(
+            "ledger",
+            "/v1/ledger/items",
+            &st,
+            &json!({"category": "noise", "point": {}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (status, _) = env.post("ledger", "/v1/ledger/items", &op, &find).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A call about the same basement joins the street's own find.
+    let (c1, linked) = register(&env, &complaint("songzhuang", "宋庄小区", "9号楼", "B1")).await;
+    assert_eq!(linked, first);
+
+    // Follow-up only after the write-off, once.
+    let (status, _) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{c1}/follow-up"),
+            &op,
+            &json!({"satisfaction": "satisfied"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let closure = request_closure(&env, "songzhuang", &rectified(&first)).await;
+    let (status, _) = env
+        .post(
+            "closure",
+            &format!("/v1/closures/{closure}/approve"),
+            &env.token(Role::Reviewer, "tongzhou"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    item_status(&env, &first, "written_off").await;
+    eventually("the complaint to be written off", WAIT, || async {
+        let (_, c) = env
+            .get("intake", &format!("/v1/complaints/{c1}"), &op)
+            .await;
+        (c["status"] == "written_off").then_some(())
+    })
+    .await;
+    let (status, p) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{c1}/follow-up"),
+            &op,
+            &json!({"satisfaction": "very"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (status, v) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{c1}/follow-up"),
+            &op,
+            &json!({"satisfaction": "basically_satisfied", "note": "已无人居住"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "followed_up");
+    let (status, _) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{c1}/follow-up"),
+            &op,
+            &json!({"satisfaction": "satisfied"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "one follow-up per complaint");
+
+    // 防止反弹: the problem comes back within 90 days.
+    let (_, again) = register(&env, &complaint("songzhuang", "宋庄小区", "9", "b1")).await;
+    assert_ne!(again, first);
+    let (_, detail) = env
+        .get("ledger", &format!("/v1/ledger/items/{again}"), &dist)
+        .await;
+    assert_eq!(detail["rebound_of"], first.as_str());
+    let (_, s) = env
+        .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+        .await;
+    assert_eq!(
+        (
+            street_row(&s, "songzhuang")["rebounds"].as_i64(),
+            s["rebounds"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_extension_moves_the_resolve_deadline_once() {
+    let env = TestEnv::start_with(&[
+        ("QINGLING_RESOLVE_WITHIN", "3s"),
+        ("QINGLING_DEADLINE_TICK", "100ms"),
+    ])
+    .await;
+    let st = env.token(Role::Street, "majuqiao");
+    let rv = env.token(Role::Reviewer, "tongzhou");
+    let (_, item) = register(&env, &complaint("majuqiao", "马驹桥家园", "1", "B1")).await;
+    let (_, other) = register(&env, &complaint("majuqiao", "马驹桥家园", "1", "B2")).await;
+    let path = |i: &str, tail: &str| format!("/v1/ledger/items/{i}/extension{tail}");
+    let until = (chrono::Utc::now() + chrono::Duration::hours(48)).to_rfc3339();
+
+    let (status, p) = env
+        .post("ledger", &path(&item, ""), &st, &json!({"until": until}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a reason is required: {p}"
+    );
+    let (status, p) = env
+        .post(
+            "ledger",
+            &path(&item, ""),
+            &st,
+            &json!({"until": "2020-01-01T00:00:00Z", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "until must be later: {p}"
+    );
+    let (status, v) = env
+        .post(
+            "ledger",
+            &path(&item, ""),
+            &st,
+            &json!({"until": until, "reason": "需协调产权单位"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["extension"]["status"], "pending");
+    let (status, _) = env
+        .post(
+            "ledger",
+            &path(&item, ""),
+            &st,
+            &json!({"until": until, "reason": "again"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "one pending at a time");
+    let (status, _) = env
+        .post("ledger", &path(&item, "/approve"), &st, &json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a street cannot grant itself"
+    );
+    let (status, v) = env
+        .post("ledger", &path(&item, "/approve"), &rv, &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["extension"]["status"], "approved");
+    let moved: chrono::DateTime<chrono::Utc> = v["resolve_by"].as_str().unwrap().parse().unwrap();
+    let asked: chrono::DateTime<chrono::Utc> = until.parse().unwrap();
+    assert_eq!(
+        moved,
+        chrono::SubsecRound::trunc_subsecs(asked, 6),
+        "resolve-by moved to the date asked (to the microsecond)"
+    );
+    let (status, _) = env
+        .post(
+            "ledger",
+            &path(&item, ""),
+            &st,
+            &json!({"until": until, "reason": "再延"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "only once");
+
+    // The other item's extension is rejected; its old deadline stands and passes.
+    let (status, _) = env
+        .post(
+            "ledger",
+            &path(&other, ""),
+            &st,
+            &json!({"until": until, "reason": "人手不足"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = env
+        .post(
+            "ledger",
+            &path(&other, "/reject"),
+            &rv,
+            &json!({"reason": ""}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, v) = env
+        .post(
+            "ledger",
+            &path(&other, "/reject"),
+            &rv,
+            &json!({"reason": "理由不充分"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["extension"]["status"], "rejected");
+    let events: Vec<String> = eventually("the other item to go resolve-overdue", WAIT, || async {
+        let k = overdue_events(&env, &other).await;
+        k.contains(&"resolve".to_string()).then_some(k)
+    })
+    .await;
+    assert!(events.contains(&"resolve".to_string()));
+    assert!(
+        !overdue_events(&env, &item)
+            .await
+            .contains(&"resolve".to_string()),
+        "an extended item is not overdue before its new date"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn monthly_street_metrics_follow_the_events() {
+    let env = TestEnv::start_with(&[
+        ("QINGLING_RESPOND_WITHIN", "2s"),
+        ("QINGLING_DEADLINE_TICK", "100ms"),
+    ])
+    .await;
+    let op = env.token(Role::Operator, "tongzhou");
+    // luyi: three complaints. A acknowledged in time, written off, followed up satisfied.
+    // B acknowledged in time, written off, followed up unknown. C never acknowledged: overdue.
+    let (a, ia) = register(&env, &complaint("luyi", "潞邑小区", "1", "B1")).await;
+    let (b, ib) = register(&env, &complaint("luyi", "潞邑小区", "2", "B1")).await;
+    let (_c, ic) = register(&env, &complaint("luyi", "潞邑小区", "3", "B1")).await;
+    write_off(&env, "luyi", &ia).await;
+    write_off(&env, "luyi", &ib).await;
+    wait_overdue(&env, &ic, &["respond"]).await;
+    for (id, answer) in [(&a, "satisfied"), (&b, "unknown")] {
+        eventually("written off at intake", WAIT, || async {
+            let (_, c) = env
+                .get("intake", &format!("/v1/complaints/{id}"), &op)
+                .await;
+            (c["status"] == "written_off").then_some(())
+        })
+        .await;
+        let (status, _) = env
+            .post(
+                "intake",
+                &format!("/v1/complaints/{id}/follow-up"),
+                &op,
+                &json!({"satisfaction": answer}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let month = (chrono::Utc::now() + chrono::Duration::hours(8))
+        .format("%Y-%m")
+        .to_string();
+    let row = eventually("the overdue flag to reach the metrics", WAIT, || async {
+        let (_, m) = env
+            .get(
+                "intake",
+                &format!("/v1/metrics/streets?district=tongzhou&month={month}"),
+                &op,
+            )
+            .await;
+        let row = m["streets"]
+            .as_array()?
+            .iter()
+            .find(|s| s["street"] == "luyi")?
+            .clone();
+        (row["overdue"] == 1).then_some(row)
+    })
+    .await;
+    assert_eq!(
+        (
+            row["received"].as_i64(),
+            row["responded_on_time"].as_i64(),
+            row["resolved"].as_i64()
+        ),
+        (Some(3), Some(2), Some(2))
+    );
+    let approx = |v: &Value, x: f64| (v.as_f64().unwrap() - x).abs() < 1e-9;
+    assert!(approx(&row["response_rate"], 2.0 / 3.0), "{row}");
+    assert!(approx(&row["resolution_rate"], 2.0 / 3.0));
+    assert_eq!(row["followed_up"], 2);
+    assert!(
+        approx(&row["satisfaction_score"], 5.0),
+        "unknown counts as the mean of the known answers"
+    );
+    assert!(approx(&row["satisfaction_rate"], 1.0));
+    let (_, m) = env
+        .get(
+            "intake",
+            &format!("/v1/metrics/streets?district=tongzhou&month={month}"),
+            &op,
+        )
+        .await;
+    let empty = m["streets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["street"] == "xinhua")
+        .unwrap();
+    assert_eq!(
+        (empty["received"].as_i64(), empty["response_rate"].clone()),
+        (Some(0), Value::Null)
+    );
+    assert_eq!(m["streets"].as_array().unwrap().len(), 22);
+    let (status, _) = env
+        .get(
+            "intake",
+            "/v1/metrics/streets?district=tongzhou&month=2026-13",
+            &op,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = env
+        .get(
+            "intake",
+            "/v1/metrics/streets?district=tongzhou",
+            &env.token(Role::Street, "luyi"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    env.cleanup().await;
+}
