@@ -134,7 +134,8 @@ impl<A: Apply> Consumer<A> {
                     durable_name: Some(self.durable.clone()),
                     filter_subjects: self.subjects.clone(),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    // A consumer killed mid-batch leaves its messages to be redelivered after this.
+                    ack_wait: Duration::from_secs(10),
                     max_ack_pending: 1000,
                     ..Default::default()
                 },

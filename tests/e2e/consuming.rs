@@ -11,9 +11,9 @@ use reqwest::StatusCode;
 use crate::{register, WAIT};
 
 /// Waits until every durable consumer has nothing pending or unacknowledged.
-async fn consumers_idle(env: &TestEnv) {
+pub async fn consumers_idle(env: &TestEnv) {
     let js = async_nats::jetstream::new(env.nats().await);
-    eventually("consumers to drain", WAIT, || async {
+    eventually("consumers to drain", Duration::from_secs(45), || async {
         let mut stream = js.get_stream(env.stream_name()).await.ok()?;
         for name in ["intake", "ledger", "closure"] {
             let mut c: async_nats::jetstream::consumer::PullConsumer =

@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod consuming;
+mod faults;
 mod lifecycle;
 mod main_path;
 mod races;

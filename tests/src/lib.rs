@@ -1,6 +1,8 @@
 //! Test harness: starts the real service binaries against a fresh database and a fresh NATS
 //! subject prefix, so tests run in parallel without touching each other.
 
+pub mod proxy;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -66,6 +68,8 @@ impl Service {
 }
 
 pub struct TestEnv {
+    /// Fixed listen addresses per service (so a restarted service keeps its URL), if chosen.
+    pub fixed_addrs: Vec<(String, String)>,
     pub db_name: String,
     pub prefix: String,
     pub extra_env: Vec<(String, String)>,
@@ -80,8 +84,19 @@ impl TestEnv {
     }
 
     pub async fn start_with(extra: &[(&str, &str)]) -> TestEnv {
+        let mut env = Self::new(extra);
+        for name in SERVICES {
+            let s = env.spawn(name).await;
+            env.services.push(s);
+        }
+        env
+    }
+
+    /// An environment whose services are not started yet.
+    pub fn new(extra: &[(&str, &str)]) -> TestEnv {
         let id = Uuid::now_v7().simple().to_string();
-        let mut env = TestEnv {
+        TestEnv {
+            fixed_addrs: vec![],
             db_name: format!("qingling_t_{id}"),
             prefix: format!("t{}", &id[id.len() - 16..]),
             extra_env: extra
@@ -94,13 +109,34 @@ impl TestEnv {
                 .build()
                 .unwrap(),
             keys: JwtKeys::new(SECRET.as_bytes()),
-        };
-        // Sequentially: the first creates the database, the others find it.
+        }
+    }
+
+    /// Starts the services on fixed free ports, so that a restarted service keeps its address.
+    pub async fn start_on_fixed_ports(extra: &[(&str, &str)]) -> TestEnv {
+        let mut env = Self::new(extra);
+        for name in SERVICES {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            env.fixed_addrs
+                .push((name.to_string(), format!("127.0.0.1:{port}")));
+        }
         for name in SERVICES {
             let s = env.spawn(name).await;
             env.services.push(s);
         }
         env
+    }
+
+    /// Starts the three services (sequentially: the first creates the database).
+    pub async fn start_services(&mut self) {
+        for name in SERVICES {
+            let s = self.spawn(name).await;
+            self.services.push(s);
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -140,7 +176,11 @@ impl TestEnv {
             .env_remove("QINGLING_DEV")
             .env(
                 format!("QINGLING_{}_ADDR", name.to_uppercase()),
-                "127.0.0.1:0",
+                self.fixed_addrs
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, a)| a.as_str())
+                    .unwrap_or("127.0.0.1:0"),
             )
             .env(
                 "RUST_LOG",

@@ -1,0 +1,549 @@
+//! Reliability under faults: broker and database outages, crashes at random moments, SIGTERM
+//! under load. PostgreSQL and NATS are real; outages are staged with a TCP proxy in front of
+//! them, so the servers other tests share are never touched.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qingling_shared::Role;
+use qingling_tests::proxy::{host_port, FaultProxy};
+use qingling_tests::{complaint, eventually, nats_url, pg_base, read, rectified, TestEnv};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::consuming::consumers_idle;
+use crate::{register, street_row};
+
+const LONG: Duration = Duration::from_secs(40);
+
+async fn health(env: &TestEnv, svc: &str) -> (StatusCode, Value) {
+    read(env.http.get(env.url(svc, "/healthz")).send().await.unwrap()).await
+}
+
+async fn summary(env: &TestEnv) -> Value {
+    env.get(
+        "ledger",
+        "/v1/ledger/summary?district=tongzhou",
+        &env.token(Role::District, "tongzhou"),
+    )
+    .await
+    .1
+}
+
+#[tokio::test]
+async fn while_nats_is_down_intake_keeps_accepting_and_everything_flows_once_it_returns() {
+    let proxy = FaultProxy::start(&host_port(&nats_url())).await;
+    let via_proxy = proxy.url_for(&nats_url());
+    let env = TestEnv::start_with(&[("NATS_URL", via_proxy.as_str())]).await;
+    let op = env.token(Role::Operator, "tongzhou");
+    register(&env, &complaint("tongyun", "通运小区", "1", "B0")).await;
+
+    proxy.go_down();
+    for svc in ["intake", "ledger", "closure"] {
+        let (_, h) = eventually(&format!("{svc} to report degraded"), LONG, || async {
+            let h = health(&env, svc).await;
+            (h.0 == StatusCode::SERVICE_UNAVAILABLE).then_some(h)
+        })
+        .await;
+        assert_eq!(
+            (
+                h["status"].as_str(),
+                h["checks"]["nats"].as_str(),
+                h["checks"]["database"].as_str()
+            ),
+            (Some("degraded"), Some("down"), Some("ok"))
+        );
+    }
+    let mut accepted = vec![];
+    for i in 1..=10 {
+        let (status, c) = env
+            .post(
+                "intake",
+                "/v1/complaints",
+                &op,
+                &complaint("tongyun", "通运小区", "1", &format!("B{i}")),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "intake accepts while NATS is down: {c}"
+        );
+        accepted.push(c["complaint_id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        summary(&env).await["registered_total"],
+        1,
+        "nothing travels while the broker is down"
+    );
+
+    proxy.come_back();
+    eventually("the ledger to catch up", LONG, || async {
+        (summary(&env).await["registered_total"] == 11).then_some(())
+    })
+    .await;
+    for svc in ["intake", "ledger", "closure"] {
+        eventually(&format!("{svc} healthy again"), LONG, || async {
+            (health(&env, svc).await.0 == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+    consumers_idle(&env).await;
+    let registered: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'item_registered'")
+            .fetch_one(&mut env.db("ledger").await)
+            .await
+            .unwrap();
+    assert_eq!(registered, 11, "no duplicates");
+    for id in &accepted {
+        let (_, c) = env
+            .get("intake", &format!("/v1/complaints/{id}"), &op)
+            .await;
+        assert_eq!(c["status"], "registered");
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn while_postgres_is_down_requests_get_503_quickly_and_the_services_recover_by_themselves() {
+    let proxy = FaultProxy::start(&host_port(&pg_base())).await;
+    let mut env = TestEnv::new(&[]);
+    let via_proxy = proxy.url_for(&env.database_url());
+    env.extra_env.push(("DATABASE_URL".into(), via_proxy));
+    env.start_services().await;
+    let op = env.token(Role::Operator, "tongzhou");
+    let dist = env.token(Role::District, "tongzhou");
+    let (_, item) = register(&env, &complaint("linheli", "临河里小区", "2", "B1")).await;
+    let before = env.count_events("intake").await;
+
+    proxy.go_down();
+    let requests: Vec<(&str, String, Option<Value>, String)> = vec![
+        (
+            "intake",
+            "/v1/complaints".into(),
+            Some(complaint("linheli", "临河里小区", "2", "B2")),
+            op.clone(),
+        ),
+        (
+            "ledger",
+            "/v1/ledger/summary?district=tongzhou".into(),
+            None,
+            dist.clone(),
+        ),
+        (
+            "ledger",
+            format!("/v1/ledger/items/{item}"),
+            None,
+            dist.clone(),
+        ),
+        (
+            "closure",
+            "/v1/closures".into(),
+            None,
+            env.token(Role::Reviewer, "tongzhou"),
+        ),
+    ];
+    for (svc, path, body, token) in requests {
+        let path = path.as_str();
+        let started = Instant::now();
+        let (status, p) = match body {
+            Some(b) => env.post(svc, path, &token, &b).await,
+            None => env.get(svc, path, &token).await,
+        };
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{svc} {path}: {p}");
+        assert_eq!(p["status"], 503);
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{svc} {path} answered in {:?}",
+            started.elapsed()
+        );
+    }
+    let (status, h) = health(&env, "ledger").await;
+    assert_eq!(
+        (status, h["checks"]["database"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("down"))
+    );
+    assert_eq!(
+        env.count_events("intake").await,
+        before,
+        "nothing half-written"
+    );
+
+    proxy.come_back();
+    let id = eventually("intake to accept again", LONG, || async {
+        let (status, c) = env
+            .post(
+                "intake",
+                "/v1/complaints",
+                &op,
+                &complaint("linheli", "临河里小区", "2", "B3"),
+            )
+            .await;
+        (status == StatusCode::CREATED).then(|| c["complaint_id"].as_str().unwrap().to_string())
+    })
+    .await;
+    eventually("the new complaint on the ledger", LONG, || async {
+        let (_, c) = env
+            .get("intake", &format!("/v1/complaints/{id}"), &op)
+            .await;
+        (c["status"] == "registered").then_some(())
+    })
+    .await;
+    assert_eq!(summary(&env).await["registered_total"], 2);
+    env.cleanup().await;
+}
+
+/// One client of the load: retries a request on transport errors and 503 until it gets an answer.
+async fn send(req: impl Fn() -> reqwest::RequestBuilder) -> Option<(StatusCode, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match req().send().await {
+            Ok(r) if r.status() != StatusCode::SERVICE_UNAVAILABLE => return Some(read(r).await),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn services_killed_at_random_moments_lose_and_double_nothing() {
+    let env = TestEnv::start_on_fixed_ports(&[]).await;
+    let urls: HashMap<&str, String> = ["intake", "ledger", "closure"]
+        .iter()
+        .map(|s| (*s, env.svc(s).url.clone()))
+        .collect();
+    let (op, rv, dist) = (
+        env.token(Role::Operator, "tongzhou"),
+        env.token(Role::Reviewer, "tongzhou"),
+        env.token(Role::District, "tongzhou"),
+    );
+    let streets = ["jiukeshu", "yongshun", "zhongcang", "xinhua", "beiyuan"];
+    let street_tokens: HashMap<&str, String> = streets
+        .iter()
+        .map(|s| (*s, env.token(Role::Street, s)))
+        .collect();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let running = Arc::new(AtomicBool::new(true));
+
+    // Complaints: 4 clients, each retrying with its Idempotency-Key until answered.
+    let mut complaint_tasks = vec![];
+    for w in 0..4 {
+        let (http, url, op) = (http.clone(), urls["intake"].clone(), op.clone());
+        complaint_tasks.push(tokio::spawn(async move {
+            let mut accepted = vec![];
+            for i in 0..30 {
+                // Every fourth call repeats an earlier basement: it must link, not register.
+                let n = if i % 4 == 3 { i - 1 } else { i };
+                let body = complaint(
+                    streets[(w + n) % streets.len()],
+                    "压测小区",
+                    "1",
+                    &format!("B{w}-{n}"),
+                );
+                let key = uuid::Uuid::now_v7().to_string();
+                let answer = send(|| {
+                    http.post(format!("{url}/v1/complaints"))
+                        .bearer_auth(&op)
+                        .header("Idempotency-Key", &key)
+                        .json(&body)
+                })
+                .await;
+                if let Some((status, c)) = answer {
+                    assert!(
+                        status == StatusCode::CREATED || status == StatusCode::OK,
+                        "{status}: {c}"
+                    );
+                    accepted.push(c["complaint_id"].as_str().unwrap().to_string());
+                }
+            }
+            accepted
+        }));
+    }
+    // Write-offs: acknowledge, request and approve what is on the ledger, retrying through crashes.
+    let writeoffs = {
+        let (http, urls, rv, dist, tokens, running) = (
+            http.clone(),
+            urls.clone(),
+            rv.clone(),
+            dist.clone(),
+            street_tokens.clone(),
+            running.clone(),
+        );
+        tokio::spawn(async move {
+            let mut approved: HashSet<String> = HashSet::new();
+            while running.load(Ordering::SeqCst) {
+                let Some((_, list)) = send(|| {
+                    http.get(format!(
+                        "{}/v1/ledger/items?status=open&limit=20",
+                        urls["ledger"]
+                    ))
+                    .bearer_auth(&dist)
+                })
+                .await
+                else {
+                    continue;
+                };
+                for it in list["items"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .take(3)
+                {
+                    let (id, street) = (
+                        it["item_id"].as_str().unwrap().to_string(),
+                        it["street"].as_str().unwrap().to_string(),
+                    );
+                    let st = &tokens[street.as_str()];
+                    if it["status"] == "registered" {
+                        send(|| {
+                            http.post(format!(
+                                "{}/v1/ledger/items/{id}/acknowledge",
+                                urls["ledger"]
+                            ))
+                            .bearer_auth(st)
+                        })
+                        .await;
+                    }
+                    let Some((status, c)) = send(|| {
+                        http.post(format!("{}/v1/closures", urls["closure"]))
+                            .bearer_auth(st)
+                            .json(&rectified(&id))
+                    })
+                    .await
+                    else {
+                        continue;
+                    };
+                    if status != StatusCode::CREATED {
+                        continue; // not yet known as acknowledged, or a request is pending already
+                    }
+                    let closure = c["closure_id"].as_str().unwrap().to_string();
+                    if let Some((status, _)) = send(|| {
+                        http.post(format!("{}/v1/closures/{closure}/approve", urls["closure"]))
+                            .bearer_auth(&rv)
+                            .json(&json!({}))
+                    })
+                    .await
+                    {
+                        if status == StatusCode::OK || status == StatusCode::CONFLICT {
+                            approved.insert(closure);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            approved
+        })
+    };
+
+    // Kill each service in turn, twice, at random moments.
+    let mut env = env;
+    let mut kills = 0;
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(
+            300 + (uuid::Uuid::now_v7().as_u128() % 600) as u64,
+        ))
+        .await;
+        let name = ["intake", "ledger", "closure"][round % 3];
+        env.restart(name, &[]).await;
+        kills += 1;
+    }
+    let mut accepted = vec![];
+    for t in complaint_tasks {
+        accepted.extend(t.await.unwrap());
+    }
+    running.store(false, Ordering::SeqCst);
+    let _ = writeoffs.await.unwrap();
+    consumers_idle(&env).await;
+
+    // Every accepted complaint is in intake's log once, and registered or linked once.
+    let unique: HashSet<&String> = accepted.iter().collect();
+    assert_eq!(
+        unique.len(),
+        120,
+        "every call was answered once, across {kills} crashes"
+    );
+    let received: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'complaint_received'")
+            .fetch_one(&mut env.db("intake").await)
+            .await
+            .unwrap();
+    assert_eq!(received, 120);
+    let placed: Vec<(String, i64)> = sqlx::query_as(
+        "select data->>'complaint_id', count(*) from events where event_type in ('item_registered', 'complaint_linked') and data->>'complaint_id' is not null group by 1",
+    )
+    .fetch_all(&mut env.db("ledger").await)
+    .await
+    .unwrap();
+    assert_eq!(placed.len(), 120, "every complaint reached the ledger");
+    assert!(
+        placed.iter().all(|(_, n)| *n == 1),
+        "none registered or linked twice"
+    );
+    let linked: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'complaint_linked'")
+            .fetch_one(&mut env.db("ledger").await)
+            .await
+            .unwrap();
+    assert!(linked > 0, "repeat calls linked");
+    // Every approval is applied once.
+    let approvals: Vec<String> = sqlx::query_scalar(
+        "select data->>'closure_id' from events where event_type = 'closure_approved'",
+    )
+    .fetch_all(&mut env.db("closure").await)
+    .await
+    .unwrap();
+    assert!(!approvals.is_empty(), "write-offs ran during the crashes");
+    let offs: Vec<(String, i64)> = sqlx::query_as("select data->>'closure_id', count(*) from events where event_type = 'item_written_off' group by 1")
+        .fetch_all(&mut env.db("ledger").await)
+        .await
+        .unwrap();
+    assert_eq!(offs.len(), approvals.len());
+    assert!(offs.iter().all(|(c, n)| *n == 1 && approvals.contains(c)));
+    // The journal and the summary agree, and open = registered - written off everywhere.
+    let s = summary(&env).await;
+    let journal: Vec<(String, String, i64)> =
+        sqlx::query_as("select street, kind, count(*) from journal group by 1, 2")
+            .fetch_all(&mut env.db("ledger").await)
+            .await
+            .unwrap();
+    for row in s["streets"].as_array().unwrap() {
+        let street = row["street"].as_str().unwrap();
+        let n = |kind: &str| {
+            journal
+                .iter()
+                .find(|(s, k, _)| s == street && k == kind)
+                .map(|r| r.2)
+                .unwrap_or(0)
+        };
+        assert_eq!(
+            row["registered_total"].as_i64(),
+            Some(n("registration")),
+            "{street}"
+        );
+        assert_eq!(
+            row["written_off_total"].as_i64(),
+            Some(n("write_off")),
+            "{street}"
+        );
+        assert_eq!(
+            row["open"].as_i64().unwrap(),
+            n("registration") - n("write_off")
+        );
+    }
+    assert_eq!(
+        s["written_off_total"].as_u64().unwrap() as usize,
+        approvals.len()
+    );
+    let _ = street_row(&s, "jiukeshu");
+    // Nothing is owed to NATS.
+    for svc in ["intake", "ledger", "closure"] {
+        let mut c = env.db(svc).await;
+        let (cursor, head): (i64, i64) = sqlx::query_as("select (select position from relay_cursor), (select coalesce(max(position), 0) from events)")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(cursor, head, "{svc} published its whole log");
+    }
+    println!(
+        "survived {kills} SIGKILLs; {} complaints, {linked} linked, {} write-offs",
+        unique.len(),
+        approvals.len()
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_finishes_in_flight_requests_publishes_what_is_owed_and_exits_zero() {
+    let env = TestEnv::start().await;
+    let op = env.token(Role::Operator, "tongzhou");
+    let url = env.url("intake", "/v1/complaints");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = vec![];
+    for w in 0..6 {
+        let (http, url, op, stop) = (env.http.clone(), url.clone(), op.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut refused) = (vec![], 0);
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                match http
+                    .post(&url)
+                    .bearer_auth(&op)
+                    .json(&complaint(
+                        "yuqiao",
+                        "玉桥小区",
+                        &w.to_string(),
+                        &format!("B{i}"),
+                    ))
+                    .send()
+                    .await
+                {
+                    Ok(r) => {
+                        let (status, c) = read(r).await;
+                        assert_eq!(
+                            status,
+                            StatusCode::CREATED,
+                            "an answered request completed: {c}"
+                        );
+                        ok.push(c["complaint_id"].as_str().unwrap().to_string());
+                    }
+                    Err(e) => {
+                        assert!(
+                            e.is_connect() || e.is_request(),
+                            "only new connections are refused: {e}"
+                        );
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut env = env;
+    env.svc("intake").signal("TERM");
+    let status = tokio::time::timeout(Duration::from_secs(15), env.svc_mut("intake").child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    stop.store(true, Ordering::SeqCst);
+    let mut accepted = vec![];
+    for w in workers {
+        accepted.extend(w.await.unwrap().0);
+    }
+    assert!(accepted.len() > 10, "load ran: {}", accepted.len());
+    let mut c = env.db("intake").await;
+    let (cursor, head, received): (i64, i64, i64) = sqlx::query_as(
+        "select (select position from relay_cursor), (select coalesce(max(position), 0) from events),
+                (select count(*) from events where event_type = 'complaint_received')",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(
+        received as usize,
+        accepted.len(),
+        "every answered complaint is stored"
+    );
+    assert_eq!(cursor, head, "everything stored was published before exit");
+    // With intake still stopped, the ledger receives every accepted complaint.
+    eventually(
+        "the ledger to register every accepted complaint",
+        LONG,
+        || async {
+            (summary(&env).await["registered_total"].as_u64() == Some(accepted.len() as u64))
+                .then_some(())
+        },
+    )
+    .await;
+    env.cleanup().await;
+}
