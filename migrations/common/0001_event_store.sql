@@ -1,5 +1,10 @@
 -- The event store and its bookkeeping, created in each service's own schema.
 
+-- One order for everything that changes this service's projections: its own events and the
+-- foreign events it applied. Both take the next value under the row locks of what they change,
+-- so a rebuild that replays them in this order reproduces the projections exactly.
+create sequence apply_order;
+
 -- Every event the service ever recorded. `position` is gap-free and commits in order (appends
 -- hold an advisory lock), `version` orders events within a stream.
 create table events (
@@ -13,6 +18,7 @@ create table events (
     correlation_id uuid not null,
     causation_id   uuid not null,
     data           jsonb not null,
+    apply_seq      bigint not null default nextval('apply_order'),
     unique (stream, version)
 );
 
@@ -30,3 +36,13 @@ create table consumed_streams (
     version bigint not null,
     applied_at timestamptz not null default now()
 );
+
+-- The foreign events this service applied, kept so its projections can be rebuilt without asking
+-- the broker or the other services.
+create table inbox (
+    event_id   uuid primary key,
+    apply_seq  bigint not null default nextval('apply_order'),
+    envelope   jsonb not null
+);
+create index inbox_order on inbox (apply_seq);
+create index events_apply_order on events (apply_seq);

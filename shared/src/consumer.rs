@@ -90,6 +90,11 @@ pub async fn apply_once<A: Apply>(
             // Another instance applied it first.
             return Ok(Outcome::Duplicate);
         }
+        sqlx::query("insert into inbox (event_id, envelope) values ($1, $2)")
+            .bind(ev.event_id)
+            .bind(serde_json::to_value(ev)?)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         handler.committed();
         metrics::counter!("qingling_events_consumed_total", "event_type" => ev.event_type.clone())

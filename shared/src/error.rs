@@ -155,6 +155,9 @@ impl IntoResponse for ApiError {
 }
 
 /// True for errors that mean "the database is not reachable", as opposed to a bad query.
+///
+/// A deadlock or serialization failure (a rebuild holding the tables, say) also answers 503: the
+/// transaction was rolled back whole and the request may simply be retried.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     matches!(
         e,
@@ -163,7 +166,7 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed
-    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "40P01" || c == "40001" || c == "55P03"))
 }
 
 impl From<sqlx::Error> for ApiError {

@@ -12,6 +12,7 @@ pub mod http;
 pub mod nats;
 pub mod orgs;
 pub mod point;
+pub mod rebuild;
 pub mod relay;
 pub mod runtime;
 pub mod store;

@@ -8,6 +8,7 @@ mod faults;
 mod lifecycle;
 mod main_path;
 mod races;
+mod rebuild;
 
 use std::time::Duration;
 

@@ -33,7 +33,7 @@ pub fn pg_base() -> String {
 }
 
 /// The directory holding the built binaries (next to this test's own executable).
-fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().expect("deps dir");
     if dir.ends_with("deps") {

@@ -342,12 +342,36 @@ impl Closure {
     }
 }
 
+/// The data of `closure_requested`, as the projection reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Requested {
+    pub closure_id: Uuid,
+    pub item_id: Uuid,
+    pub district: String,
+    pub street: String,
+    pub category: String,
+    pub outcome: String,
+    pub checklist: serde_json::Value,
+    pub rooms_cleared: Option<i32>,
+    pub partition_area_m2: Option<f64>,
+    pub evidence: serde_json::Value,
+    #[serde(default)]
+    pub note: String,
+}
+
 /// The request event.
-pub fn requested(closure_id: Uuid, street: &str, r: &WriteOffRequest) -> NewEvent {
+pub fn requested(
+    closure_id: Uuid,
+    district: &str,
+    street: &str,
+    category: &str,
+    r: &WriteOffRequest,
+) -> NewEvent {
     NewEvent::new(
         "closure_requested",
         json!({
-            "closure_id": closure_id, "item_id": r.item_id, "street": street, "outcome": r.outcome,
+            "closure_id": closure_id, "item_id": r.item_id, "district": district, "street": street,
+            "category": category, "outcome": r.outcome,
             "checklist": r.checklist, "rooms_cleared": r.rooms_cleared, "partition_area_m2": r.partition_area_m2,
             "evidence": r.evidence, "note": r.note,
         }),

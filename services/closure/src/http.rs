@@ -6,7 +6,6 @@ use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use qingling_shared::http::{JsonBody, PathId, QueryParams};
 use qingling_shared::store::{self as events, StoreError};
 use qingling_shared::{ApiError, Caller, EventMeta, JwtKeys, Orgs, Role};
@@ -17,6 +16,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::domain::{self, Closure, DomainError, RequestInput};
+use crate::projector;
 use crate::store::{self, ClosureRow};
 
 #[derive(Clone)]
@@ -95,21 +95,29 @@ async fn request(
         )));
     }
     let id = Uuid::now_v7();
-    let now = Utc::now();
-    if !store::insert_closure(&mut tx, id, &item, &req, &caller.sub, now).await? {
-        return Err(ApiError::conflict(format!(
-            "item {} already has a pending write-off request",
-            item.item_id
-        )));
-    }
-    events::append(
+    let appended = events::append(
         &mut tx,
         &stream_of(id),
         0,
-        &[domain::requested(id, &item.street, &req)],
+        &[domain::requested(
+            id,
+            &item.district,
+            &item.street,
+            &item.category,
+            &req,
+        )],
         &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
     )
     .await?;
+    for ev in &appended {
+        match projector::project(&mut tx, ev).await {
+            Ok(()) => {}
+            Err(e) if e.is::<projector::AlreadyPending>() => {
+                return Err(ApiError::conflict(e.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     tx.commit().await?;
     s.relay_wake.notify_one();
     Ok((
@@ -234,34 +242,14 @@ async fn review(
         } else {
             closure.reject(&caller.sub, &reason)?
         };
-        match events::append(&mut tx, &stream_of(id), closure.version, &new, &meta).await {
-            Ok(_) => {}
-            Err(StoreError::Conflict { .. }) if attempt < 5 => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let now = Utc::now();
-        if approve {
-            store::review(
-                &mut tx,
-                id,
-                "approved",
-                &caller.sub,
-                now,
-                note.as_deref(),
-                None,
-            )
-            .await?;
-        } else {
-            store::review(
-                &mut tx,
-                id,
-                "rejected",
-                &caller.sub,
-                now,
-                None,
-                Some(reason.trim()),
-            )
-            .await?;
+        let appended =
+            match events::append(&mut tx, &stream_of(id), closure.version, &new, &meta).await {
+                Ok(a) => a,
+                Err(StoreError::Conflict { .. }) if attempt < 5 => continue,
+                Err(e) => return Err(e.into()),
+            };
+        for ev in &appended {
+            projector::project(&mut tx, ev).await?;
         }
         tx.commit().await?;
         s.relay_wake.notify_one();

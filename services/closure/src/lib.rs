@@ -3,6 +3,7 @@
 pub mod consumer;
 pub mod domain;
 pub mod http;
+pub mod projector;
 pub mod store;
 
 use qingling_shared::runtime::{Runtime, ServiceSpec};
@@ -29,4 +30,15 @@ pub async fn run() -> anyhow::Result<()> {
     };
     rt.serve(&SPEC, http::router(state), consumer::LedgerEvents)
         .await
+}
+
+/// `qingling-closure rebuild`.
+pub async fn rebuild() -> anyhow::Result<()> {
+    qingling_shared::rebuild::command(
+        SPEC.name,
+        SPEC.migrations,
+        projector::Projector,
+        Some(consumer::LedgerEvents),
+    )
+    .await
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::WriteOffRequest;
+use crate::domain::Requested;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ItemView {
@@ -89,11 +89,9 @@ pub async fn set_item_status(
 
 /// Records a new pending request; `false` if the item already has one (the unique index decides
 /// between racing requests).
-pub async fn insert_closure(
+pub async fn insert_requested(
     c: &mut PgConnection,
-    id: Uuid,
-    item: &ItemView,
-    r: &WriteOffRequest,
+    r: &Requested,
     by: &str,
     at: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
@@ -102,16 +100,16 @@ pub async fn insert_closure(
             evidence, note, status, requested_by, requested_at)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13)",
     )
-    .bind(id)
-    .bind(item.item_id)
-    .bind(&item.district)
-    .bind(&item.street)
-    .bind(&item.category)
-    .bind(r.outcome.as_str())
-    .bind(serde_json::to_value(r.checklist).unwrap_or_default())
+    .bind(r.closure_id)
+    .bind(r.item_id)
+    .bind(&r.district)
+    .bind(&r.street)
+    .bind(&r.category)
+    .bind(&r.outcome)
+    .bind(&r.checklist)
     .bind(r.rooms_cleared)
     .bind(r.partition_area_m2)
-    .bind(serde_json::to_value(&r.evidence).unwrap_or_default())
+    .bind(&r.evidence)
     .bind(&r.note)
     .bind(by)
     .bind(at)

@@ -269,6 +269,35 @@ pub struct Dispatch {
     pub resolve_by: DateTime<Utc>,
 }
 
+/// The data of `complaint_received`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Received {
+    pub complaint_id: Uuid,
+    pub district: String,
+    pub street: String,
+    pub category: String,
+    pub urgency: String,
+    pub point_id: Uuid,
+    pub point: serde_json::Value,
+    #[serde(default)]
+    pub description: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The data of `complaint_dispatched` that intake itself needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Dispatched {
+    pub street: String,
+    pub dispatched_at: DateTime<Utc>,
+    pub respond_by: DateTime<Utc>,
+    pub resolve_by: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FollowUp {
+    pub satisfaction: Satisfaction,
+}
+
 /// Where a complaint stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::domain::{self, ComplaintInput, Satisfaction, Status};
-use crate::store;
+use crate::{projector, store};
 use serde::Deserialize;
 
 #[derive(Clone)]
@@ -117,7 +117,6 @@ async fn create_complaint(
             );
         }
     }
-    store::insert_complaint(&mut tx, id, &complaint, &dispatch, &caller.sub).await?;
     if let Some(c) = &complaint.caller {
         store::insert_caller(&mut tx, id, c).await?;
     }
@@ -130,7 +129,7 @@ async fn create_complaint(
     )
     .await?;
     for ev in &appended {
-        store::insert_history(&mut tx, id, ev).await?;
+        projector::project(&mut tx, ev).await?;
     }
     tx.commit().await?;
     s.relay_wake.notify_one();
@@ -193,21 +192,14 @@ async fn catalog(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(serde_json::to_value(s.catalog.doc()).unwrap_or_default())
 }
 
-/// Runs a command on one complaint: locks its row, checks, appends at the stream's version, and
-/// lets `project` bring the projections along, all in one transaction.
-async fn complaint_command<F>(
+/// Runs a command on one complaint: locks its row, checks, appends at the stream's version and
+/// projects the new events, all in one transaction.
+async fn complaint_command(
     s: &AppState,
     caller: &Caller,
     id: Uuid,
     check: impl FnOnce(&store::ComplaintRow) -> Result<Vec<NewEvent>, ApiError>,
-    project: F,
-) -> Result<Json<Value>, ApiError>
-where
-    F: for<'c> FnOnce(
-        &'c mut sqlx::PgConnection,
-        &'c store::ComplaintRow,
-    ) -> futures::future::BoxFuture<'c, Result<(), sqlx::Error>>,
-{
+) -> Result<Json<Value>, ApiError> {
     let mut tx = s.pool.begin().await?;
     let row = store::lock_complaint(&mut tx, id)
         .await?
@@ -216,7 +208,6 @@ where
     let new = check(&row)?;
     let stream = format!("complaint-{id}");
     let version = events::stream_version(&mut tx, &stream).await?;
-    project(&mut tx, &row).await?;
     let appended = events::append(
         &mut tx,
         &stream,
@@ -226,7 +217,7 @@ where
     )
     .await?;
     for ev in &appended {
-        store::insert_history(&mut tx, id, ev).await?;
+        projector::project(&mut tx, ev).await?;
     }
     tx.commit().await?;
     s.relay_wake.notify_one();
@@ -261,26 +252,14 @@ async fn return_complaint(
             "is longer than 2000 characters",
         ));
     }
-    let now = Utc::now();
-    complaint_command(
-        &s,
-        &caller,
-        id,
-        |row| {
-            domain::can_return(status_of(row), row.acknowledged_at.is_some())
-                .map_err(ApiError::conflict)?;
-            Ok(vec![NewEvent::new(
-                "complaint_returned",
-                json!({"complaint_id": id, "street": row.street, "reason": reason}),
-            )])
-        },
-        move |c, _| {
-            Box::pin(async move {
-                store::set_status(c, id, Status::Returned, None, now).await?;
-                store::update_metrics(c, id, None, |f| f.counted = false).await
-            })
-        },
-    )
+    complaint_command(&s, &caller, id, |row| {
+        domain::can_return(status_of(row), row.acknowledged_at.is_some())
+            .map_err(ApiError::conflict)?;
+        Ok(vec![NewEvent::new(
+            "complaint_returned",
+            json!({"complaint_id": id, "street": row.street, "reason": reason}),
+        )])
+    })
     .await
 }
 
@@ -304,7 +283,6 @@ async fn redispatch(
     let now = Utc::now().trunc_subsecs(6);
     let orgs = s.orgs.clone();
     let limits = s.limits;
-    let new_street = street.clone();
     complaint_command(
         &s,
         &caller,
@@ -330,12 +308,6 @@ async fn redispatch(
                     "redispatch": true,
                 }),
             )])
-        },
-        move |c, row| {
-            let urgency = if row.urgency == "urgent" { domain::Urgency::Urgent } else { domain::Urgency::Normal };
-            let (respond_by, resolve_by) = domain::deadlines(&limits, urgency, now);
-            let d = domain::Dispatch { dispatched_at: now, respond_by, resolve_by };
-            Box::pin(async move { store::redispatch(c, id, &new_street, &d).await })
         },
     )
     .await
@@ -369,25 +341,13 @@ async fn follow_up(
         .note
         .map(|n| n.trim().chars().take(2000).collect::<String>())
         .unwrap_or_default();
-    let now = Utc::now();
-    complaint_command(
-        &s,
-        &caller,
-        id,
-        |row| {
-            domain::can_follow_up(status_of(row)).map_err(ApiError::conflict)?;
-            Ok(vec![NewEvent::new(
-                "follow_up_recorded",
-                json!({"complaint_id": id, "satisfaction": answer, "note": note}),
-            )])
-        },
-        move |c, _| {
-            Box::pin(async move {
-                store::set_status(c, id, Status::FollowedUp, None, now).await?;
-                store::update_metrics(c, id, None, |f| f.satisfaction = Some(answer)).await
-            })
-        },
-    )
+    complaint_command(&s, &caller, id, |row| {
+        domain::can_follow_up(status_of(row)).map_err(ApiError::conflict)?;
+        Ok(vec![NewEvent::new(
+            "follow_up_recorded",
+            json!({"complaint_id": id, "satisfaction": answer, "note": note}),
+        )])
+    })
     .await
 }
 

@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{
-    month_of, Caller, Complaint, Counters, Dispatch, MetricFlags, Satisfaction, Status,
+    month_of, Caller, Counters, Dispatch, MetricFlags, Received, Satisfaction, Status,
 };
 
 #[derive(Debug, sqlx::FromRow)]
@@ -89,36 +89,34 @@ pub async fn saved_response(
     }))
 }
 
-pub async fn insert_complaint(
+/// `complaint_received`: the complaint's row, not yet dispatched (the dispatch follows in the same
+/// append).
+pub async fn insert_received(
     c: &mut PgConnection,
-    id: Uuid,
-    complaint: &Complaint,
-    dispatch: &Dispatch,
+    r: &Received,
     actor: &str,
+    at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "insert into complaints (complaint_id, district, street, category, urgency, point_id, point, description,
             received_at, dispatched_at, respond_by, resolve_by, status, item_id, created_by, updated_at, month, counted)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'dispatched', null, $13, $10, $14, false)",
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $9, 'received', null, $10, $11, $12, false)",
     )
-    .bind(id)
-    .bind(&complaint.district)
-    .bind(&complaint.street)
-    .bind(&complaint.category)
-    .bind(serde_json::to_value(complaint.urgency).unwrap_or_default().as_str().unwrap_or("normal"))
-    .bind(complaint.point_id)
-    .bind(serde_json::to_value(&complaint.point).unwrap_or_default())
-    .bind(&complaint.description)
-    .bind(complaint.received_at)
-    .bind(dispatch.dispatched_at)
-    .bind(dispatch.respond_by)
-    .bind(dispatch.resolve_by)
+    .bind(r.complaint_id)
+    .bind(&r.district)
+    .bind(&r.street)
+    .bind(&r.category)
+    .bind(&r.urgency)
+    .bind(r.point_id)
+    .bind(&r.point)
+    .bind(&r.description)
+    .bind(r.received_at)
     .bind(actor)
-    .bind(month_of(complaint.received_at))
+    .bind(at)
+    .bind(month_of(r.received_at))
     .execute(&mut *c)
     .await?;
-    // Received by its street: counted from now on.
-    update_metrics(c, id, None, |f| f.counted = true).await
+    Ok(())
 }
 
 pub async fn insert_caller(c: &mut PgConnection, id: Uuid, caller: &Caller) -> sqlx::Result<()> {

@@ -5,6 +5,7 @@ pub mod consumer;
 pub mod deadlines;
 pub mod domain;
 pub mod http;
+pub mod projector;
 pub mod store;
 
 use qingling_shared::runtime::{Runtime, ServiceSpec};
@@ -46,4 +47,15 @@ pub async fn run() -> anyhow::Result<()> {
         relay_wake: rt.relay_wake.clone(),
     };
     rt.serve(&SPEC, http::router(state), consumer).await
+}
+
+/// `qingling-ledger rebuild`.
+pub async fn rebuild() -> anyhow::Result<()> {
+    qingling_shared::rebuild::command::<_, consumer::Events>(
+        SPEC.name,
+        SPEC.migrations,
+        projector::Projector,
+        None,
+    )
+    .await
 }

@@ -1,7 +1,15 @@
 #[tokio::main]
 async fn main() {
     qingling_shared::runtime::init_tracing();
-    if let Err(e) = qingling_ledger::run().await {
+    let result = match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => qingling_ledger::run().await,
+        Some("rebuild") => qingling_ledger::rebuild().await,
+        Some(other) => {
+            eprintln!("usage: qingling-ledger [serve|rebuild] (unknown command {other:?})");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
         tracing::error!(error = format!("{e:#}"), "qingling-ledger failed");
         eprintln!("qingling-ledger: {e:#}");
         std::process::exit(1);

@@ -1,0 +1,21 @@
+//! The ledger's projections come from its own log alone (what it learned from intake and closure
+//! became item events).
+
+use qingling_shared::Envelope;
+use sqlx::PgConnection;
+
+use crate::domain::ItemEvent;
+use crate::store;
+
+pub struct Projector;
+
+impl qingling_shared::rebuild::Projector for Projector {
+    fn tables(&self) -> &'static [&'static str] {
+        &["items", "journal", "zero_marks"]
+    }
+
+    async fn project_own(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
+        store::project(c, ev, &ItemEvent::from_envelope(ev)?).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! Rebuilding a service's projections from its own log and the foreign events it applied (its
+//! inbox), replayed in the order they were first applied. Runs in one transaction: readers and
+//! writers wait while it runs and carry on afterwards; a failure leaves the old projections.
+
+use std::future::Future;
+use std::time::Instant;
+
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::consumer::Apply;
+use crate::event::Envelope;
+
+/// How a service projects its own events.
+pub trait Projector: Send + Sync {
+    /// The projection tables, emptied before the replay.
+    fn tables(&self) -> &'static [&'static str];
+
+    fn project_own(
+        &self,
+        conn: &mut PgConnection,
+        ev: &Envelope,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub own: u64,
+    pub foreign: u64,
+    pub seconds: f64,
+}
+
+const PAGE: i64 = 5000;
+
+/// Empties the projections and replays. `foreign` applies inbox events (None: the service's own
+/// log alone determines its projections).
+pub async fn rebuild<P: Projector, A: Apply>(
+    pool: &PgPool,
+    projector: &P,
+    foreign: Option<&A>,
+    mut progress: impl FnMut(u64, u64),
+) -> anyhow::Result<Stats> {
+    let started = Instant::now();
+    let total: i64 =
+        sqlx::query_scalar("select (select count(*) from events) + (select count(*) from inbox)")
+            .fetch_one(pool)
+            .await?;
+    let mut tx = pool.begin().await?;
+    // Everything that writes projections or the log waits until the rebuild commits.
+    let mut tables: Vec<&str> = vec!["events", "inbox", "consumed_streams"];
+    tables.extend(projector.tables());
+    let lock = format!("lock table {} in exclusive mode", tables.join(", "));
+    sqlx::query(sqlx::AssertSqlSafe(lock))
+        .execute(&mut *tx)
+        .await?;
+    let truncate = format!("truncate {}", projector.tables().join(", "));
+    sqlx::query(sqlx::AssertSqlSafe(truncate))
+        .execute(&mut *tx)
+        .await?;
+    let mut stats = Stats::default();
+    let mut after = -1i64;
+    loop {
+        let rows = sqlx::query(
+            "select apply_seq, true as own, position, event_id, stream, version, event_type, occurred_at, actor, correlation_id,
+                    causation_id, data, null::jsonb as envelope
+             from events where apply_seq > $1
+             union all
+             select apply_seq, false, 0, event_id, '', 0, '', now(), '', event_id, event_id, 'null'::jsonb, envelope
+             from inbox where apply_seq > $1
+             order by apply_seq limit $2",
+        )
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in rows {
+            after = r.try_get("apply_seq")?;
+            if r.try_get::<bool, _>("own")? {
+                let ev = Envelope {
+                    position: r.try_get("position")?,
+                    event_id: r.try_get("event_id")?,
+                    stream: r.try_get("stream")?,
+                    version: r.try_get("version")?,
+                    event_type: r.try_get("event_type")?,
+                    occurred_at: r.try_get("occurred_at")?,
+                    actor: r.try_get("actor")?,
+                    correlation_id: r.try_get("correlation_id")?,
+                    causation_id: r.try_get("causation_id")?,
+                    data: r.try_get("data")?,
+                };
+                projector.project_own(&mut tx, &ev).await?;
+                stats.own += 1;
+            } else if let Some(apply) = foreign {
+                let ev: Envelope = serde_json::from_value(r.try_get("envelope")?)?;
+                apply.apply(&mut tx, &ev).await?;
+                stats.foreign += 1;
+            }
+            if (stats.own + stats.foreign) % 1000 == 0 {
+                progress(stats.own + stats.foreign, total as u64);
+            }
+        }
+    }
+    tx.commit().await?;
+    progress(stats.own + stats.foreign, total as u64);
+    stats.seconds = started.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// `qingling-<service> rebuild`: rebuilds the service's projections in the database of
+/// `DATABASE_URL`, while the service may keep running. Prints progress to stderr and the figures
+/// as JSON to stdout.
+pub async fn command<P: Projector, A: Apply>(
+    service: &str,
+    migrations: &'static [crate::db::Migration],
+    projector: P,
+    foreign: Option<A>,
+) -> anyhow::Result<()> {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/qingling".into());
+    let pool = crate::db::connect(&url, service, 4).await?;
+    crate::db::migrate(&pool, service, migrations).await?;
+    let mut attempt = 0;
+    let stats = loop {
+        attempt += 1;
+        let mut last = 0u64;
+        let result = rebuild(&pool, &projector, foreign.as_ref(), |done, total| {
+            let pct = if total > 0 { done * 100 / total } else { 100 };
+            if done == total || pct != last {
+                last = pct;
+                let bar = "#".repeat((pct / 4) as usize);
+                eprint!("\rrebuild {service}: [{bar:<25}] {done}/{total} events ({pct}%)");
+            }
+        })
+        .await;
+        eprintln!();
+        match result {
+            Ok(stats) => break stats,
+            // A live request deadlocked with the rebuild's table locks and one was rolled back.
+            Err(e) if attempt < 5 && format!("{e:#}").contains("deadlock") => {
+                eprintln!("rebuild {service}: {e:#}; retrying");
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let per_sec = (stats.own + stats.foreign) as f64 / stats.seconds.max(1e-9);
+    println!(
+        "{}",
+        serde_json::json!({"service": service, "own_events": stats.own, "foreign_events": stats.foreign, "seconds": stats.seconds, "events_per_second": per_sec})
+    );
+    Ok(())
+}
