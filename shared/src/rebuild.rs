@@ -126,7 +126,7 @@ pub async fn command<P: Projector, A: Apply>(
         attempt += 1;
         let mut last = 0u64;
         let result = rebuild(&pool, &projector, foreign.as_ref(), |done, total| {
-            let pct = if total > 0 { done * 100 / total } else { 100 };
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
             if done == total || pct != last {
                 last = pct;
                 let bar = "#".repeat((pct / 4) as usize);
