@@ -46,3 +46,9 @@ create table inbox (
 );
 create index inbox_order on inbox (apply_seq);
 create index events_apply_order on events (apply_seq);
+
+-- How far each source's log has been received without a hole (see the consumer's healing).
+create table source_progress (
+    service    text primary key,
+    contiguous bigint not null
+);

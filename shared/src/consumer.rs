@@ -7,8 +7,9 @@
 //! that arrives before its predecessor in the same source stream is held (nak with delay) until the
 //! predecessor has been applied.
 
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, AckKind};
@@ -106,20 +107,63 @@ pub async fn apply_once<A: Apply>(
 pub struct Consumer<A> {
     pub pool: PgPool,
     pub js: jetstream::Context,
-    pub stream: String,
+    pub prefix: String,
+    pub replicas: usize,
     pub durable: String,
-    pub subjects: Vec<String>,
+    /// The services whose events this consumer applies.
+    pub sources: Vec<String>,
     pub handler: Arc<A>,
 }
 
+/// How far a source's log has been received: every position up to `contiguous`, and some after.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub contiguous: i64,
+    seen: BTreeSet<i64>,
+    stalled_checks: u32,
+}
+
+impl Progress {
+    pub fn mark(&mut self, position: i64) {
+        if position <= self.contiguous {
+            return;
+        }
+        self.seen.insert(position);
+        while self.seen.remove(&(self.contiguous + 1)) {
+            self.contiguous += 1;
+        }
+    }
+}
+
+type ProgressMap = Arc<Mutex<HashMap<String, Progress>>>;
+
 impl<A: Apply> Consumer<A> {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let progress: ProgressMap = Arc::new(Mutex::new(HashMap::new()));
+        if let Ok(rows) =
+            sqlx::query_as::<_, (String, i64)>("select service, contiguous from source_progress")
+                .fetch_all(&self.pool)
+                .await
+        {
+            let mut map = progress.lock().unwrap();
+            for (service, contiguous) in rows {
+                map.insert(
+                    service,
+                    Progress {
+                        contiguous,
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        let this = Arc::new(self);
+        tokio::spawn(this.clone().heal_losses(progress.clone(), shutdown.clone()));
         let mut backoff = Duration::from_millis(200);
         while !*shutdown.borrow() {
-            match self.consume(&mut shutdown).await {
+            match this.consume(&progress, &mut shutdown).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(consumer = %self.durable, error = %e, retry_in = ?backoff, "consumer interrupted");
+                    tracing::warn!(consumer = %this.durable, error = %e, retry_in = ?backoff, "consumer interrupted");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
@@ -130,14 +174,22 @@ impl<A: Apply> Consumer<A> {
         }
     }
 
-    async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
-        let stream = self.js.get_stream(&self.stream).await?;
-        let consumer: pull::Stream = stream
+    fn subjects(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .map(|s| format!("{}.{s}.>", self.prefix))
+            .collect()
+    }
+
+    async fn pull_consumer(&self) -> anyhow::Result<jetstream::consumer::PullConsumer> {
+        // Creates the stream if it is gone (a broker that lost it): the watchdog heals the rest.
+        let stream = crate::nats::ensure_stream(&self.js, &self.prefix, self.replicas).await?;
+        stream
             .get_or_create_consumer(
                 &self.durable,
                 pull::Config {
                     durable_name: Some(self.durable.clone()),
-                    filter_subjects: self.subjects.clone(),
+                    filter_subjects: self.subjects(),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     // A consumer killed mid-batch leaves its messages to be redelivered after this.
                     ack_wait: Duration::from_secs(10),
@@ -146,13 +198,22 @@ impl<A: Apply> Consumer<A> {
                 },
             )
             .await
-            .map_err(|e| anyhow::anyhow!("cannot create consumer {}: {e}", self.durable))?
+            .map_err(|e| anyhow::anyhow!("cannot create consumer {}: {e}", self.durable))
+    }
+
+    async fn consume(
+        &self,
+        progress: &ProgressMap,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut messages = self
+            .pull_consumer()
+            .await?
             .stream()
             .max_messages_per_batch(200)
             .heartbeat(Duration::from_secs(5))
             .messages()
             .await?;
-        let mut messages = consumer;
         loop {
             let msg = tokio::select! {
                 m = messages.next() => m,
@@ -163,6 +224,21 @@ impl<A: Apply> Consumer<A> {
                 Some(Err(e)) => anyhow::bail!("message stream error: {e}"),
                 Some(Ok(m)) => m,
             };
+            // Which source, and where in its log: to notice what the broker lost.
+            let source = msg
+                .subject
+                .split('.')
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            let position = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Qingling-Position"))
+                .and_then(|v| v.as_str().parse::<i64>().ok());
+            if let Some(p) = position {
+                progress.lock().unwrap().entry(source).or_default().mark(p);
+            }
             let ev: Envelope = match serde_json::from_slice(&msg.payload) {
                 Ok(ev) => ev,
                 Err(e) => {
@@ -188,6 +264,100 @@ impl<A: Apply> Consumer<A> {
                     msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                         .await
                         .ok();
+                }
+            }
+        }
+    }
+
+    /// Every two seconds, per source: if the source has published further than this consumer has
+    /// received without a hole, and the broker has nothing left to deliver (twice in a row), the
+    /// missing events were lost: ask the source's relay to publish them again.
+    async fn heal_losses(
+        self: Arc<Self>,
+        progress: ProgressMap,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let client = self.js.client();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = shutdown.changed() => return,
+            }
+            for source in &self.sources {
+                let head = match tokio::time::timeout(
+                    Duration::from_secs(2),
+                    client.request(
+                        crate::relay::heal_subject(&self.prefix, source, "head"),
+                        "{}".into(),
+                    ),
+                )
+                .await
+                {
+                    Ok(Ok(reply)) => serde_json::from_slice::<serde_json::Value>(&reply.payload)
+                        .ok()
+                        .and_then(|v| v["head"].as_i64()),
+                    _ => None,
+                };
+                let Some(head) = head else { continue };
+                let contiguous = progress
+                    .lock()
+                    .unwrap()
+                    .entry(source.clone())
+                    .or_default()
+                    .contiguous;
+                sqlx::query(
+                    "insert into source_progress (service, contiguous) values ($1, $2)
+                     on conflict (service) do update set contiguous = excluded.contiguous",
+                )
+                .bind(source)
+                .bind(contiguous)
+                .execute(&self.pool)
+                .await
+                .ok();
+                metrics::gauge!("qingling_consumer_lag_events", "source" => source.clone())
+                    .set((head - contiguous).max(0) as f64);
+                if head <= contiguous {
+                    progress
+                        .lock()
+                        .unwrap()
+                        .entry(source.clone())
+                        .or_default()
+                        .stalled_checks = 0;
+                    continue;
+                }
+                let pending = match self.pull_consumer().await {
+                    Ok(mut c) => c.info().await.map(|i| i.num_pending).unwrap_or(1),
+                    Err(_) => 1,
+                };
+                let stalled = {
+                    let mut map = progress.lock().unwrap();
+                    let p = map.entry(source.clone()).or_default();
+                    p.stalled_checks = if pending == 0 {
+                        p.stalled_checks + 1
+                    } else {
+                        0
+                    };
+                    p.stalled_checks >= 2
+                };
+                if stalled {
+                    tracing::warn!(source = %source, from = contiguous + 1, head, "events missing from the broker; asking the source to publish them again");
+                    let body = serde_json::json!({"from": contiguous + 1}).to_string();
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(30),
+                        client.request(
+                            crate::relay::heal_subject(&self.prefix, source, "republish"),
+                            body.into(),
+                        ),
+                    )
+                    .await;
+                    metrics::counter!("qingling_consumer_heals_total", "source" => source.clone())
+                        .increment(1);
+                    progress
+                        .lock()
+                        .unwrap()
+                        .entry(source.clone())
+                        .or_default()
+                        .stalled_checks = 0;
                 }
             }
         }

@@ -25,6 +25,7 @@ pub struct Relay {
 
 impl Relay {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tokio::spawn(self.clone().answer_heal_requests(shutdown.clone()));
         let mut backoff = Duration::from_millis(100);
         loop {
             if *shutdown.borrow() {
@@ -51,6 +52,108 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Answers consumers that missed events (the broker can lose acknowledged messages):
+    /// `head` tells how far this log is published; `republish {"from": n}` publishes it again from
+    /// position n, under fresh message ids so JetStream's de-duplication lets them through.
+    async fn answer_heal_requests(self, mut shutdown: watch::Receiver<bool>) {
+        let client = self.js.client();
+        let subject = heal_subject(&self.prefix, self.service, "*");
+        loop {
+            let mut sub = match client
+                .queue_subscribe(subject.clone(), "relay".into())
+                .await
+            {
+                Ok(s) => s,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            loop {
+                let msg = tokio::select! {
+                    m = futures::StreamExt::next(&mut sub) => m,
+                    _ = shutdown.changed() => return,
+                };
+                let Some(msg) = msg else { break };
+                let Some(reply) = msg.reply.clone() else {
+                    continue;
+                };
+                let answer = match msg.subject.rsplit('.').next() {
+                    Some("head") => self
+                        .published_head()
+                        .await
+                        .map(|head| serde_json::json!({"head": head})),
+                    Some("republish") => {
+                        let from = serde_json::from_slice::<serde_json::Value>(&msg.payload)
+                            .ok()
+                            .and_then(|v| v["from"].as_i64())
+                            .unwrap_or(1);
+                        self.republish(from)
+                            .await
+                            .map(|n| serde_json::json!({"republished": n}))
+                    }
+                    _ => continue,
+                };
+                let body = answer.unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
+                client
+                    .publish(reply, serde_json::to_vec(&body).unwrap_or_default().into())
+                    .await
+                    .ok();
+            }
+        }
+    }
+
+    async fn published_head(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("select position from relay_cursor")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Publishes again, in order, the events from `from` up to the published head.
+    pub async fn republish(&self, from: i64) -> anyhow::Result<usize> {
+        let head = self.published_head().await?;
+        let mut after = from.max(1) - 1;
+        let mut total = 0;
+        let stamp = chrono::Utc::now().timestamp_millis();
+        while after < head {
+            let events = store::read_after(&mut *self.pool.acquire().await?, after, BATCH).await?;
+            let events: Vec<_> = events.into_iter().filter(|e| e.position <= head).collect();
+            let Some(last) = events.last().map(|e| e.position) else {
+                break;
+            };
+            let mut acks = Vec::with_capacity(events.len());
+            for ev in &events {
+                let msg = PublishMessage::build()
+                    .message_id(format!("{}:r{stamp}", ev.event_id))
+                    .header("Qingling-Position", ev.position.to_string().as_str())
+                    .payload(serde_json::to_vec(ev)?.into());
+                acks.push(
+                    self.js
+                        .send_publish(
+                            nats::subject(&self.prefix, self.service, &ev.event_type),
+                            msg,
+                        )
+                        .await?,
+                );
+            }
+            for ack in acks {
+                ack.await?;
+            }
+            total += events.len();
+            after = last;
+        }
+        if total > 0 {
+            tracing::warn!(
+                service = self.service,
+                from,
+                republished = total,
+                "republished events a consumer missed"
+            );
+            metrics::counter!("qingling_events_republished_total").increment(total as u64);
+        }
+        Ok(total)
     }
 
     /// Publishes what is owed, within `limit`, before the process exits.
@@ -122,4 +225,10 @@ impl Relay {
         metrics::gauge!("qingling_relay_lag_events").set((head - last) as f64);
         Ok(events.len())
     }
+}
+
+/// Core-NATS subject of a relay's heal requests; outside `<prefix>.>` so the event stream does
+/// not capture them.
+pub fn heal_subject(prefix: &str, service: &str, verb: &str) -> String {
+    format!("_qingling.{prefix}.relay.{service}.{verb}")
 }

@@ -122,42 +122,13 @@ impl Runtime {
         let consumer = Consumer {
             pool: self.pool.clone(),
             js: self.js.clone(),
-            stream: nats::stream_name(&self.config.nats_prefix),
+            prefix: self.config.nats_prefix.clone(),
+            replicas: self.config.nats_replicas,
             durable: self.service.to_string(),
-            subjects: spec
-                .listens_to
-                .iter()
-                .map(|s| format!("{}.{s}.>", self.config.nats_prefix))
-                .collect(),
+            sources: spec.listens_to.iter().map(|s| s.to_string()).collect(),
             handler: Arc::new(handler),
         };
-        let stream_setup = {
-            let (js, prefix, replicas) = (
-                self.js.clone(),
-                self.config.nats_prefix.clone(),
-                self.config.nats_replicas,
-            );
-            async move {
-                // The stream may not exist yet if NATS was down at start.
-                loop {
-                    match nats::ensure_stream(&js, &prefix, replicas).await {
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "stream not ready");
-                            tokio::time::sleep(Duration::from_secs(1)).await
-                        }
-                    }
-                }
-            }
-        };
-        let consumer_rx = stop_rx.clone();
-        let consumer_task = tokio::spawn(async move {
-            let mut rx = consumer_rx.clone();
-            tokio::select! {
-                _ = stream_setup => consumer.run(consumer_rx).await,
-                _ = rx.changed() => {}
-            }
-        });
+        let consumer_task = tokio::spawn(consumer.run(stop_rx.clone()));
 
         let router = app
             .merge(self.common_routes())

@@ -274,3 +274,134 @@ async fn sigterm_finishes_and_exits_zero() {
     env.services.clear();
     env.cleanup().await;
 }
+
+async fn registered_total(env: &TestEnv) -> i64 {
+    let (_, s) = env
+        .get(
+            "ledger",
+            "/v1/ledger/summary?district=tongzhou",
+            &env.token(Role::District, "tongzhou"),
+        )
+        .await;
+    s["registered_total"].as_i64().unwrap_or(-1)
+}
+
+/// After healing: every complaint is on the ledger exactly once, and intake knows it.
+async fn converged(env: &TestEnv, ids: &[String]) {
+    let op = env.token(Role::Operator, "tongzhou");
+    for id in ids {
+        eventually(
+            "the complaint registered at intake",
+            Duration::from_secs(45),
+            || async {
+                let (_, c) = env
+                    .get("intake", &format!("/v1/complaints/{id}"), &op)
+                    .await;
+                (c["status"] == "registered").then_some(())
+            },
+        )
+        .await;
+    }
+    let placed: Vec<(String, i64)> = sqlx::query_as(
+        "select data->>'complaint_id', count(*) from events where event_type in ('item_registered', 'complaint_linked') group by 1",
+    )
+    .fetch_all(&mut env.db("ledger").await)
+    .await
+    .unwrap();
+    assert_eq!(placed.len(), ids.len());
+    assert!(
+        placed.iter().all(|(_, n)| *n == 1),
+        "nothing doubled: {placed:?}"
+    );
+    let items: i64 = sqlx::query_scalar("select count(*) from items")
+        .fetch_one(&mut env.db("ledger").await)
+        .await
+        .unwrap();
+    assert_eq!(
+        items as usize,
+        ids.len(),
+        "the projection holds exactly the log's items"
+    );
+}
+
+async fn post_complaints(env: &TestEnv, street: &str, n: usize) -> Vec<String> {
+    let op = env.token(Role::Operator, "tongzhou");
+    let mut ids = vec![];
+    for i in 0..n {
+        let (status, c) = env
+            .post(
+                "intake",
+                "/v1/complaints",
+                &op,
+                &complaint(
+                    street,
+                    "丢失小区",
+                    "1",
+                    &format!("B{i}-{}", uuid::Uuid::now_v7().simple()),
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        ids.push(c["complaint_id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+#[tokio::test]
+async fn messages_the_broker_lost_are_noticed_and_published_again() {
+    let mut env = TestEnv::start().await;
+    let mut ids = post_complaints(&env, "zhangjiawan", 1).await;
+    eventually("the first complaint on the ledger", WAIT, || async {
+        (registered_total(&env).await == 1).then_some(())
+    })
+    .await;
+
+    // The ledger is down while three complaints are published, and the broker loses them.
+    env.svc("ledger").signal("KILL");
+    let lost = post_complaints(&env, "zhangjiawan", 3).await;
+    let js = async_nats::jetstream::new(env.nats().await);
+    eventually("intake to publish them", WAIT, || async {
+        let mut c = env.db("intake").await;
+        let (cursor, head): (i64, i64) = sqlx::query_as(
+            "select (select position from relay_cursor), (select max(position) from events)",
+        )
+        .fetch_one(&mut c)
+        .await
+        .ok()?;
+        (cursor == head).then_some(())
+    })
+    .await;
+    js.get_stream(env.stream_name())
+        .await
+        .unwrap()
+        .purge()
+        .filter(format!("{}.intake.>", env.prefix))
+        .await
+        .unwrap();
+    ids.extend(lost);
+    env.restart("ledger", &[]).await;
+    converged(&env, &ids).await;
+    assert_eq!(registered_total(&env).await, 4);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_stream_recreated_empty_is_refilled_from_the_sources() {
+    let mut env = TestEnv::start().await;
+    let mut ids = post_complaints(&env, "lucheng", 2).await;
+    eventually("the first complaints on the ledger", WAIT, || async {
+        (registered_total(&env).await == 2).then_some(())
+    })
+    .await;
+    env.svc("ledger").signal("KILL");
+    ids.extend(post_complaints(&env, "lucheng", 2).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The broker loses the whole stream (and every durable consumer with it).
+    let js = async_nats::jetstream::new(env.nats().await);
+    js.delete_stream(env.stream_name()).await.unwrap();
+    env.restart("ledger", &[]).await;
+    ids.extend(post_complaints(&env, "lucheng", 1).await);
+    converged(&env, &ids).await;
+    assert_eq!(registered_total(&env).await, 5);
+    env.cleanup().await;
+}
