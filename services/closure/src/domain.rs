@@ -493,3 +493,53 @@ mod tests {
         assert!(Closure::from_event_types(id, item, ["closure_approved"]).is_none());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any interleaving of approvals and rejections yields at most one outcome.
+        #[test]
+        fn a_request_has_at_most_one_outcome(cmds in proptest::collection::vec(any::<(bool, bool)>(), 0..20)) {
+            let (id, item) = (Uuid::from_u128(1), Uuid::from_u128(2));
+            let mut types = vec!["closure_requested".to_string()];
+            for (approve, empty_reason) in cmds {
+                let c = Closure::from_event_types(id, item, types.iter().map(String::as_str)).unwrap();
+                let r = if approve { c.approve("r", "rectified", None) } else { c.reject("r", if empty_reason { "" } else { "补充" }) };
+                if let Ok(events) = r {
+                    types.extend(events.into_iter().map(|e| e.event_type));
+                }
+                prop_assert!(types.len() <= 2, "{types:?}");
+            }
+            let c = Closure::from_event_types(id, item, types.iter().map(String::as_str)).unwrap();
+            prop_assert_eq!(c.status == ClosureStatus::Pending, types.len() == 1);
+        }
+
+        /// Parsing never panics, and an accepted rectified request has the whole checklist.
+        #[test]
+        fn parsing_holds_the_rules(outcome in "rectified|unfounded|other", flags in any::<[Option<bool>; 4]>(), note in ".{0,5}", n_evidence in 0usize..3) {
+            let input = RequestInput {
+                item_id: Some(Uuid::nil()),
+                outcome: Some(outcome.clone()),
+                checklist: Some(ChecklistInput { no_illegal_residents: flags[0], no_garbage_or_unsafe_partitions: flags[1], no_illegal_use: flags[2], layout_restored: flags[3] }),
+                rooms_cleared: Some(1),
+                partition_area_m2: None,
+                evidence: Some((0..n_evidence).map(|_| EvidenceInput { kind: Some("photo".into()), uri: Some("s3://b/p.jpg".into()), sha256: None }).collect()),
+                note: Some(note.clone()),
+            };
+            match input.parse() {
+                Ok(r) => {
+                    prop_assert!(n_evidence > 0);
+                    match r.outcome {
+                        Outcome::Rectified => prop_assert!(flags.iter().all(|f| *f == Some(true))),
+                        Outcome::Unfounded => prop_assert!(!note.trim().is_empty()),
+                    }
+                }
+                Err(errors) => prop_assert!(!errors.is_empty()),
+            }
+        }
+    }
+}

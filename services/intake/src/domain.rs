@@ -764,3 +764,43 @@ mod tests {
         assert!(can_follow_up(Status::Registered).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn flags() -> impl Strategy<Value = MetricFlags> {
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), proptest::option::of(0u8..4)).prop_map(|(c, r, s, o, a)| MetricFlags {
+            counted: c,
+            responded_on_time: r,
+            resolved: s,
+            overdue: o,
+            satisfaction: a.map(|a| [Satisfaction::Satisfied, Satisfaction::BasicallySatisfied, Satisfaction::Dissatisfied, Satisfaction::Unknown][a as usize]),
+        })
+    }
+
+    proptest! {
+        /// Moving complaints' flags by deltas (as the store does) always leaves the counters equal
+        /// to the sum of the current flags, never negative, and rates within [0, 1].
+        #[test]
+        fn counters_are_the_sum_of_the_flags(changes in proptest::collection::vec((0usize..5, flags()), 0..60)) {
+            let mut complaints = vec![MetricFlags::default(); 5];
+            let mut counters = Counters::default();
+            for (i, new) in changes {
+                counters = counters.plus(&new.counters().minus(&complaints[i].counters()));
+                complaints[i] = new;
+                let sum = complaints.iter().fold(Counters::default(), |a, f| a.plus(&f.counters()));
+                prop_assert_eq!(counters, sum);
+                let r = counters.rates();
+                for rate in [r.response_rate, r.resolution_rate, r.satisfaction_rate].into_iter().flatten() {
+                    prop_assert!((0.0..=1.0).contains(&rate));
+                }
+                if let Some(score) = r.satisfaction_score {
+                    prop_assert!((0.0..=5.0).contains(&score));
+                }
+            }
+        }
+    }
+}

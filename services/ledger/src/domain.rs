@@ -499,6 +499,9 @@ impl Item {
     }
 
     fn pending_extension(&self) -> Result<&Extension, DomainError> {
+        if !self.is_open() {
+            return Err(self.state_conflict("decide an extension"));
+        }
         match &self.extension {
             Some(e) if e.status == ExtensionStatus::Pending => Ok(e),
             _ => Err(DomainError::Conflict(format!(
@@ -894,5 +897,100 @@ mod tests {
             given(h).returned(Uuid::from_u128(1)).is_err(),
             "returned once"
         );
+    }
+}
+
+/// Random sequences of commands never break the item's invariants.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Cmd {
+        Acknowledge(i64),
+        Link(u128),
+        Request(u128),
+        Reject(u128),
+        Approve(u128, i64),
+        Deadlines(i64),
+        Return(u128),
+        Extend(i64, i64),
+        ApproveExtension,
+        RejectExtension,
+    }
+
+    fn cmd() -> impl Strategy<Value = Cmd> {
+        let hours = 0i64..400;
+        prop_oneof![
+            hours.clone().prop_map(Cmd::Acknowledge),
+            (1u128..4).prop_map(Cmd::Link),
+            (10u128..13).prop_map(Cmd::Request),
+            (10u128..13).prop_map(Cmd::Reject),
+            ((10u128..13), hours.clone()).prop_map(|(c, h)| Cmd::Approve(c, h)),
+            hours.clone().prop_map(Cmd::Deadlines),
+            (1u128..4).prop_map(Cmd::Return),
+            (hours.clone(), 0i64..600).prop_map(|(now, until)| Cmd::Extend(now, until)),
+            Just(Cmd::ApproveExtension),
+            Just(Cmd::RejectExtension),
+        ]
+    }
+
+    fn at(h: i64) -> DateTime<Utc> {
+        "2026-11-28T08:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::hours(h)
+    }
+
+    proptest! {
+        #[test]
+        fn commands_never_break_the_item(cmds in proptest::collection::vec(cmd(), 0..40)) {
+            let id = Uuid::from_u128(99);
+            let mut history = vec![ItemEvent::ItemRegistered(Registered {
+                item_id: id, district: "tongzhou".into(), street: "jiukeshu".into(), category: "basement_illegal_residence".into(),
+                point_id: Uuid::nil(), point: serde_json::json!({}), source: "complaint".into(), complaint_id: Some(Uuid::from_u128(1)),
+                urgency: "normal".into(), description: String::new(), respond_by: Some(at(24)), resolve_by: Some(at(168)), rebound_of: None,
+            })];
+            for c in cmds {
+                let item = Item::from_events(&history).unwrap();
+                let result = match c {
+                    Cmd::Acknowledge(h) => item.acknowledge(at(h)),
+                    Cmd::Link(n) => item.link(Uuid::from_u128(n)),
+                    Cmd::Request(n) => item.closure_requested(Uuid::from_u128(n), "rectified"),
+                    Cmd::Reject(n) => item.closure_rejected(Uuid::from_u128(n), "r"),
+                    Cmd::Approve(n, h) => item.closure_approved(Uuid::from_u128(n), at(h)),
+                    Cmd::Deadlines(h) => Ok(item.check_deadlines(at(h))),
+                    Cmd::Return(n) => item.returned(Uuid::from_u128(n)),
+                    Cmd::Extend(now, until) => item.request_extension(at(until), "原因", at(now)),
+                    Cmd::ApproveExtension => item.approve_extension(),
+                    Cmd::RejectExtension => item.reject_extension("理由"),
+                };
+                if let Ok(events) = result {
+                    // Nothing happens to a written-off item, except nothing.
+                    if item.status == ItemStatus::WrittenOff {
+                        prop_assert!(events.is_empty(), "{events:?}");
+                    }
+                    history.extend(events);
+                }
+                let now = Item::from_events(&history).unwrap();
+                prop_assert_eq!(now.version as usize, history.len());
+                prop_assert_eq!(now.pending_closure.is_some(), now.status == ItemStatus::ClosurePending);
+                let count = |f: fn(&ItemEvent) -> bool| history.iter().filter(|e| f(e)).count();
+                let acks = count(|e| matches!(e, ItemEvent::ItemAcknowledged { .. }));
+                let offs = count(|e| matches!(e, ItemEvent::ItemWrittenOff(_)));
+                let respond = count(|e| matches!(e, ItemEvent::ItemOverdue { kind: OverdueKind::Respond, .. }));
+                let resolve = count(|e| matches!(e, ItemEvent::ItemOverdue { kind: OverdueKind::Resolve, .. }));
+                let extended = count(|e| matches!(e, ItemEvent::ExtensionApproved { .. }));
+                prop_assert!(acks <= 1 && offs <= 1 && respond <= 1 && resolve <= 1 && extended <= 1, "{:?}", history);
+                // A written-off item is the last word: nothing after it.
+                if let Some(pos) = history.iter().position(|e| matches!(e, ItemEvent::ItemWrittenOff(_))) {
+                    prop_assert_eq!(pos, history.len() - 1);
+                }
+                // An approved extension moved resolve-by to its date, later than the original.
+                if let Some(Extension { status: ExtensionStatus::Approved, until, .. }) = &now.extension {
+                    prop_assert_eq!(now.resolve_by, Some(*until));
+                    prop_assert!(*until > at(168));
+                }
+            }
+        }
     }
 }
