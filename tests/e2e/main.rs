@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod consuming;
 mod faults;
+mod fuzz;
 mod lifecycle;
 mod main_path;
 mod races;

@@ -772,13 +772,27 @@ mod properties {
     use super::*;
 
     fn flags() -> impl Strategy<Value = MetricFlags> {
-        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), proptest::option::of(0u8..4)).prop_map(|(c, r, s, o, a)| MetricFlags {
-            counted: c,
-            responded_on_time: r,
-            resolved: s,
-            overdue: o,
-            satisfaction: a.map(|a| [Satisfaction::Satisfied, Satisfaction::BasicallySatisfied, Satisfaction::Dissatisfied, Satisfaction::Unknown][a as usize]),
-        })
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of(0u8..4),
+        )
+            .prop_map(|(c, r, s, o, a)| MetricFlags {
+                counted: c,
+                responded_on_time: r,
+                resolved: s,
+                overdue: o,
+                satisfaction: a.map(|a| {
+                    [
+                        Satisfaction::Satisfied,
+                        Satisfaction::BasicallySatisfied,
+                        Satisfaction::Dissatisfied,
+                        Satisfaction::Unknown,
+                    ][a as usize]
+                }),
+            })
     }
 
     proptest! {
