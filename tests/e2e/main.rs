@@ -7,6 +7,7 @@ mod consuming;
 mod faults;
 mod fuzz;
 mod lifecycle;
+mod live;
 mod main_path;
 mod races;
 mod rebuild;

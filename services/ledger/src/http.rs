@@ -4,7 +4,11 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{SubsecRound, Utc};
@@ -20,7 +24,9 @@ use uuid::Uuid;
 
 use crate::app::{self, CommandError};
 use crate::domain::{DomainError, Item, ItemEvent, Registered};
+use crate::live::Live;
 use crate::store::{self, ItemFilter, ItemRow};
+use crate::summary;
 
 pub const DEFAULT_CATEGORY: &str = "basement_illegal_residence";
 
@@ -32,6 +38,7 @@ pub struct AppState {
     pub catalog: Catalog,
     pub limits: Limits,
     pub relay_wake: Arc<Notify>,
+    pub live: Arc<Live>,
 }
 
 impl FromRef<AppState> for JwtKeys {
@@ -55,6 +62,8 @@ pub fn router(state: AppState) -> Router {
             post(reject_extension),
         )
         .route("/v1/ledger/summary", get(summary))
+        .route("/v1/ledger/stream", get(stream))
+        .route("/", get(dashboard))
         .route("/v1/ledger/entries", get(entries))
         .with_state(state)
 }
@@ -485,59 +494,84 @@ async fn summary(
         .category
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| DEFAULT_CATEGORY.into());
-    let mut c = s.pool.acquire().await?;
-    let mut tx = sqlx::Connection::begin(&mut *c).await?;
-    // One snapshot for counts and marks.
-    sqlx::query("set transaction isolation level repeatable read, read only")
-        .execute(&mut *tx)
-        .await?;
-    let counts = store::street_counts(&mut tx, &district, &category).await?;
-    let marks = store::zero_marks(&mut tx, &district, &category).await?;
-    tx.commit().await?;
-    let mark = |street: &str| {
-        marks
-            .iter()
-            .find(|(s, _)| s == street)
-            .and_then(|(_, z)| *z)
-    };
-    let d = s.orgs.district(&district).expect("checked");
-    let mut streets = Vec::new();
-    let mut total = store::StreetCounts::default();
-    for st in &d.streets {
-        if caller.role == Role::Street && st.code != caller.org {
-            continue;
-        }
-        let k = counts
-            .iter()
-            .find(|k| k.street == st.code)
-            .cloned()
-            .unwrap_or_default();
-        let open = k.registered_total - k.written_off_total;
-        total.registered_total += k.registered_total;
-        total.written_off_total += k.written_off_total;
-        total.acknowledged += k.acknowledged;
-        total.closure_pending += k.closure_pending;
-        total.overdue += k.overdue;
-        total.rebounds += k.rebounds;
-        streets.push(json!({
-            "street": st.code, "name": st.name, "open": open, "registered_total": k.registered_total,
-            "written_off_total": k.written_off_total, "acknowledged": k.acknowledged,
-            "closure_pending": k.closure_pending, "overdue": k.overdue, "rebounds": k.rebounds, "dynamic_zero": open == 0,
-            "zero_since": if open == 0 { mark(&st.code) } else { None },
-        }));
+    let full = summary::compute(&s.pool, &s.orgs, &district, &category).await?;
+    Ok(Json(visible_summary(&caller, &full)))
+}
+
+fn visible_summary(caller: &Caller, full: &Value) -> Value {
+    match caller.role {
+        Role::Street => summary::for_street(full, &caller.org),
+        _ => full.clone(),
     }
-    let open = total.registered_total - total.written_off_total;
-    let zero_since = match (open, caller.role) {
-        (0, Role::Street) => mark(&caller.org),
-        (0, _) => mark(""),
-        _ => None,
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    district: Option<String>,
+    category: Option<String>,
+    /// For browsers' EventSource, which cannot send an Authorization header.
+    access_token: Option<String>,
+}
+
+/// Server-Sent Events: `summary` on connect and within a second of every change; keep-alive
+/// comments every 15 s so proxies keep idle streams open.
+async fn stream(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    QueryParams(q): QueryParams<StreamQuery>,
+) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let caller = match (
+        headers.contains_key(header::AUTHORIZATION),
+        q.access_token.as_deref(),
+    ) {
+        (false, Some(token)) => {
+            let c = s.keys.verify(token)?;
+            Caller {
+                sub: c.sub,
+                role: c.role,
+                org: c.org,
+            }
+        }
+        _ => {
+            let mut parts = axum::http::Request::builder()
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            parts.headers = headers;
+            <Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+                &mut parts, &s,
+            )
+            .await?
+        }
     };
-    Ok(Json(json!({
-        "district": district, "category": category, "open": open,
-        "registered_total": total.registered_total, "written_off_total": total.written_off_total,
-        "acknowledged": total.acknowledged, "closure_pending": total.closure_pending, "overdue": total.overdue, "rebounds": total.rebounds,
-        "dynamic_zero": open == 0, "zero_since": zero_since, "as_of": Utc::now(), "streets": streets,
-    })))
+    let district = readable_district(&s, &caller, q.district)?;
+    let category = q
+        .category
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| DEFAULT_CATEGORY.into());
+    let first = summary::compute(&s.pool, &s.orgs, &district, &category).await?;
+    let rx = s.live.subscribe(&district, &category);
+    let event =
+        |v: &Value| Ok::<_, Infallible>(Event::default().event("summary").data(v.to_string()));
+    let first = futures::stream::once(std::future::ready(event(&visible_summary(&caller, &first))));
+    let updates = futures::stream::unfold((rx, caller), move |(mut rx, caller)| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let latest = rx.borrow_and_update().clone();
+            if let Some(v) = latest {
+                let out = event(&visible_summary(&caller, &v));
+                return Some((out, (rx, caller)));
+            }
+        }
+    });
+    Ok(Sse::new(futures::StreamExt::chain(first, updates))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The district dashboard: one self-contained page that asks for a token and follows the stream.
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("../static/dashboard.html"))
 }
 
 #[derive(Deserialize)]
@@ -582,7 +616,17 @@ async fn entries(
         (Role::Street, _) => Some(caller.org.clone()),
         (_, st) => st,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .unwrap_or("");
+    let wants_xlsx = q.format.as_deref() == Some("xlsx") || accept.contains("spreadsheetml");
+    // A workbook is the whole journal (up to a sheet's worth); JSON and CSV page by `limit`.
+    let limit = match (wants_xlsx, q.limit) {
+        (true, None) => 1_000_000,
+        (true, Some(l)) => l.clamp(1, 1_000_000),
+        (false, l) => l.unwrap_or(100).clamp(1, 1000),
+    };
     let after = q.after.unwrap_or(0);
     if after < 0 {
         return Err(ApiError::invalid_field("after", "must not be negative"));
@@ -595,11 +639,35 @@ async fn entries(
         limit,
     )
     .await?;
-    let wants_csv = q.format.as_deref() == Some("csv")
-        || headers
-            .get(header::ACCEPT)
-            .and_then(|a| a.to_str().ok())
-            .is_some_and(|a| a.contains("text/csv"));
+    if wants_xlsx {
+        let names: std::collections::HashMap<&str, &str> = s
+            .orgs
+            .district(&district)
+            .map(|d| {
+                d.streets
+                    .iter()
+                    .map(|st| (st.code.as_str(), st.name.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let bytes = crate::export::journal_xlsx(&rows, &names)
+            .map_err(|e| anyhow::anyhow!("cannot write the workbook: {e}"))?;
+        return Ok((
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                ),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"ledger-journal.xlsx\"",
+                ),
+            ],
+            bytes,
+        )
+            .into_response());
+    }
+    let wants_csv = q.format.as_deref() == Some("csv") || accept.contains("text/csv");
     if wants_csv {
         let mut out = String::from("\u{feff}");
         out.push_str(&CSV_HEADER.join(","));

@@ -4,9 +4,12 @@ pub mod app;
 pub mod consumer;
 pub mod deadlines;
 pub mod domain;
+pub mod export;
 pub mod http;
+pub mod live;
 pub mod projector;
 pub mod store;
+pub mod summary;
 
 use qingling_shared::runtime::{Runtime, ServiceSpec};
 use qingling_shared::{Catalog, JwtKeys, Orgs};
@@ -31,7 +34,9 @@ pub async fn run() -> anyhow::Result<()> {
         catalog: Catalog::load()?,
         limits: rt.config.limits,
         relay_wake: rt.relay_wake.clone(),
+        live: live::Live::new(rt.pool.clone(), Orgs::load()?),
     };
+    tokio::spawn(state.live.clone().run(rt.stopping()));
     let tick = match std::env::var("QINGLING_DEADLINE_TICK") {
         Ok(v) if !v.is_empty() => humantime::parse_duration(&v)
             .map_err(|e| anyhow::anyhow!("QINGLING_DEADLINE_TICK={v:?}: {e}"))?,

@@ -1,0 +1,91 @@
+//! 动态清零: the summary of a district's ledger, per street, from one database snapshot.
+
+use chrono::Utc;
+use qingling_shared::Orgs;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::store::{self, StreetCounts};
+
+/// The district's summary with every street. Callers restricted to one street use [`for_street`].
+pub async fn compute(
+    pool: &PgPool,
+    orgs: &Orgs,
+    district: &str,
+    category: &str,
+) -> Result<Value, sqlx::Error> {
+    let mut c = pool.acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *c).await?;
+    // One snapshot for counts and marks, so open = registered_total - written_off_total holds.
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let counts = store::street_counts(&mut tx, district, category).await?;
+    let marks = store::zero_marks(&mut tx, district, category).await?;
+    tx.commit().await?;
+    let mark = |street: &str| {
+        marks
+            .iter()
+            .find(|(s, _)| s == street)
+            .and_then(|(_, z)| *z)
+    };
+    let mut streets = Vec::new();
+    let mut total = StreetCounts::default();
+    for st in orgs
+        .district(district)
+        .map(|d| d.streets.as_slice())
+        .unwrap_or_default()
+    {
+        let k = counts
+            .iter()
+            .find(|k| k.street == st.code)
+            .cloned()
+            .unwrap_or_default();
+        let open = k.registered_total - k.written_off_total;
+        total.registered_total += k.registered_total;
+        total.written_off_total += k.written_off_total;
+        total.acknowledged += k.acknowledged;
+        total.closure_pending += k.closure_pending;
+        total.overdue += k.overdue;
+        total.rebounds += k.rebounds;
+        streets.push(json!({
+            "street": st.code, "name": st.name, "open": open, "registered_total": k.registered_total,
+            "written_off_total": k.written_off_total, "acknowledged": k.acknowledged,
+            "closure_pending": k.closure_pending, "overdue": k.overdue, "rebounds": k.rebounds,
+            "dynamic_zero": open == 0, "zero_since": if open == 0 { mark(&st.code) } else { None },
+        }));
+    }
+    let open = total.registered_total - total.written_off_total;
+    Ok(json!({
+        "district": district, "category": category, "open": open,
+        "registered_total": total.registered_total, "written_off_total": total.written_off_total,
+        "acknowledged": total.acknowledged, "closure_pending": total.closure_pending, "overdue": total.overdue,
+        "rebounds": total.rebounds, "dynamic_zero": open == 0, "zero_since": if open == 0 { mark("") } else { None },
+        "as_of": Utc::now(), "streets": streets,
+    }))
+}
+
+/// What a street office sees: its own row, and totals that are its row's.
+pub fn for_street(full: &Value, street: &str) -> Value {
+    let mut v = full.clone();
+    let row = full["streets"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["street"] == street))
+        .cloned()
+        .unwrap_or(Value::Null);
+    for k in [
+        "open",
+        "registered_total",
+        "written_off_total",
+        "acknowledged",
+        "closure_pending",
+        "overdue",
+        "rebounds",
+        "dynamic_zero",
+        "zero_since",
+    ] {
+        v[k] = row[k].clone();
+    }
+    v["streets"] = json!([row]);
+    v
+}
