@@ -52,11 +52,13 @@ create table journal (
 );
 create index journal_by_street on journal (district, street, position);
 
--- When a street (or, with street = '', the whole district) last reached dynamic zero.
+-- How many items a street (or, with street = '', the whole district) has open, and when it last
+-- reached dynamic zero. Kept in the same transaction as the item events, in O(1) per event.
 create table zero_marks (
     district   text not null,
     street     text not null,
     category   text not null,
+    open       bigint not null default 0,
     zero_since timestamptz,
     primary key (district, street, category)
 );

@@ -78,8 +78,8 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
             )
             .await?;
             sqlx::query(
-                "insert into zero_marks (district, street, category, zero_since) values ($1, $2, $3, null), ($1, '', $3, null)
-                 on conflict (district, street, category) do update set zero_since = null",
+                "insert into zero_marks as z (district, street, category, open, zero_since) values ($1, $2, $3, 1, null), ($1, '', $3, 1, null)
+                 on conflict (district, street, category) do update set open = z.open + 1, zero_since = null",
             )
             .bind(&r.district)
             .bind(&r.street)
@@ -200,10 +200,8 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
             .await?;
             // Dynamic zero reached for the street, and perhaps the district, at this moment.
             sqlx::query(
-                "update zero_marks z set zero_since = $4
-                 where z.district = $1 and z.category = $3 and z.street in ($2, '') and z.zero_since is null
-                   and not exists (select 1 from items i where i.district = $1 and i.category = $3
-                                   and (z.street = '' or i.street = z.street) and i.status <> 'written_off')",
+                "update zero_marks set open = open - 1, zero_since = case when open = 1 then $4 else zero_since end
+                 where district = $1 and category = $3 and street in ($2, '')",
             )
             .bind(&w.district)
             .bind(&w.street)

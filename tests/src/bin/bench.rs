@@ -1,0 +1,515 @@
+//! `qingling-bench`: measures the running system against this machine's own ceiling and prints the
+//! figures as JSON (stdout) and a short summary (stderr). It starts the release services itself
+//! on a fresh database and NATS prefix. `--smoke` runs a few hundred complaints (CI).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use qingling_shared::Role;
+use qingling_tests::{complaint, rectified, TestEnv};
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+
+const STREETS: [&str; 22] = [
+    "zhongcang",
+    "xinhua",
+    "beiyuan",
+    "yuqiao",
+    "luyuan",
+    "tongyun",
+    "wenjing",
+    "jiukeshu",
+    "linheli",
+    "yangzhuang",
+    "luyi",
+    "songzhuang",
+    "zhangjiawan",
+    "huoxian",
+    "majuqiao",
+    "xiji",
+    "taihu",
+    "yongledian",
+    "lucheng",
+    "liyuan",
+    "yongshun",
+    "yujiawu",
+];
+
+struct Args {
+    complaints: usize,
+    concurrency: usize,
+    writeoffs: usize,
+    rebuild_events: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        complaints: 20_000,
+        concurrency: 32,
+        writeoffs: 2_000,
+        rebuild_events: 1_000_000,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut num = || {
+            it.next()
+                .and_then(|v| v.replace('_', "").parse::<usize>().ok())
+                .expect("a number")
+        };
+        match flag.as_str() {
+            "--complaints" | "-n" => a.complaints = num(),
+            "--concurrency" | "-c" => a.concurrency = num(),
+            "--writeoffs" | "-m" => a.writeoffs = num(),
+            "--rebuild-events" => a.rebuild_events = num(),
+            "--smoke" => {
+                a = Args {
+                    complaints: 300,
+                    concurrency: 8,
+                    writeoffs: 40,
+                    rebuild_events: 20_000,
+                }
+            }
+            other => {
+                eprintln!("usage: qingling-bench [--complaints N] [--concurrency C] [--writeoffs M] [--rebuild-events E] [--smoke] (unknown {other})");
+                std::process::exit(2);
+            }
+        }
+    }
+    a
+}
+
+fn percentiles(mut v: Vec<Duration>) -> Value {
+    if v.is_empty() {
+        return Value::Null;
+    }
+    v.sort();
+    let p = |q: f64| {
+        v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64() * 1000.0
+    };
+    json!({"p50_ms": p(0.50), "p95_ms": p(0.95), "p99_ms": p(0.99), "max_ms": p(1.0), "samples": v.len()})
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn body(i: usize, tag: &str) -> Value {
+    complaint(
+        STREETS[i % STREETS.len()],
+        &format!("{tag}小区{}", i / 1000),
+        &format!("{}", i % 50 + 1),
+        &format!("B{i}"),
+    )
+}
+
+/// Raw PostgreSQL single-row INSERT + COMMIT per second at `concurrency`: the machine's limit for
+/// one-commit-per-request work.
+async fn ceiling(url: &str, concurrency: usize, seconds: f64) -> anyhow::Result<f64> {
+    let pool = PgPoolOptions::new()
+        .max_connections(concurrency as u32)
+        .connect(url)
+        .await?;
+    sqlx::query("create table if not exists bench_ceiling (id bigserial primary key, payload text not null)").execute(&pool).await?;
+    let count = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (pool, count) = (pool.clone(), count.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    sqlx::query("insert into bench_ceiling (payload) values ('地下室违规住人')")
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await?;
+    }
+    sqlx::query("drop table bench_ceiling")
+        .execute(&pool)
+        .await?;
+    Ok(count.load(Ordering::Relaxed) as f64 / seconds)
+}
+
+async fn registered_total(env: &TestEnv, token: &str) -> i64 {
+    env.get("ledger", "/v1/ledger/summary?district=tongzhou", token)
+        .await
+        .1["registered_total"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args();
+    let mut env = TestEnv::new(&[("RUST_LOG", "warn")]);
+    env.http = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency * 2)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    env.start_services().await;
+    let env = Arc::new(env);
+    let (op, dist, rv) = (
+        env.token(Role::Operator, "tongzhou"),
+        env.token(Role::District, "tongzhou"),
+        env.token(Role::Reviewer, "tongzhou"),
+    );
+    let pids: HashMap<&str, u32> = ["intake", "ledger", "closure"]
+        .iter()
+        .map(|s| (*s, env.svc(s).pid().unwrap()))
+        .collect();
+    eprintln!(
+        "qingling-bench: {} complaints at concurrency {}, {} write-offs, rebuild of {} events",
+        a.complaints, a.concurrency, a.writeoffs, a.rebuild_events
+    );
+
+    // 1. The ceiling, measured in this run at the same concurrency.
+    let ceiling = ceiling(&env.database_url(), a.concurrency, 3.0).await?;
+    eprintln!("  ceiling: {ceiling:.0} single-row commits/s");
+
+    // 2. End-to-end registration throughput: POSTed until the ledger shows them all.
+    let next = Arc::new(AtomicUsize::new(0));
+    let post_latency = Arc::new(Mutex::new(Vec::with_capacity(a.complaints)));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..a.concurrency)
+        .map(|_| {
+            let (env, op, next, lat, n) = (
+                env.clone(),
+                op.clone(),
+                next.clone(),
+                post_latency.clone(),
+                a.complaints,
+            );
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let (status, v) = env
+                        .post("intake", "/v1/complaints", &op, &body(i, "压测"))
+                        .await;
+                    assert_eq!(status, reqwest::StatusCode::CREATED, "{v}");
+                    lat.lock().unwrap().push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    let posted_in = started.elapsed();
+    while registered_total(&env, &dist).await < a.complaints as i64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e2e = started.elapsed();
+    let throughput = a.complaints as f64 / e2e.as_secs_f64();
+    let full_load_post = percentiles(std::mem::take(&mut *post_latency.lock().unwrap()));
+    eprintln!("  registration: {throughput:.0} complaints/s end to end ({:.2} of the ceiling); POSTs done in {posted_in:?}", throughput / ceiling);
+
+    // 3. Latency at about half that load: POST, and accepted → visible on the SSE stream.
+    let rate = (throughput / 2.0).max(5.0);
+    let count = (rate * 5.0).round() as usize;
+    let base = registered_total(&env, &dist).await;
+    let sse = env
+        .http
+        .get(env.url("ledger", "/v1/ledger/stream?district=tongzhou"))
+        .bearer_auth(&dist)
+        .send()
+        .await?;
+    let seen: Arc<Mutex<Vec<(Instant, i64)>>> = Arc::new(Mutex::new(vec![]));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (seen, done) = (seen.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut body = sse.bytes_stream();
+            let mut buf = String::new();
+            while !done.load(Ordering::Relaxed) {
+                let Ok(Some(Ok(chunk))) =
+                    tokio::time::timeout(Duration::from_millis(200), body.next()).await
+                else {
+                    continue;
+                };
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) {
+                        if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                            seen.lock().unwrap().push((
+                                Instant::now(),
+                                v["registered_total"].as_i64().unwrap_or(0),
+                            ));
+                        }
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let accepted: Arc<Mutex<Vec<(Instant, Duration)>>> = Arc::new(Mutex::new(vec![]));
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut ticker = tokio::time::interval(interval);
+    let mut sends = vec![];
+    for k in 0..count {
+        ticker.tick().await;
+        let (env, op, accepted) = (env.clone(), op.clone(), accepted.clone());
+        sends.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let (status, _) = env
+                .post(
+                    "intake",
+                    "/v1/complaints",
+                    &op,
+                    &body(1_000_000 + k, "延迟"),
+                )
+                .await;
+            assert_eq!(status, reqwest::StatusCode::CREATED);
+            accepted.lock().unwrap().push((Instant::now(), t.elapsed()));
+        }));
+    }
+    for s in sends {
+        s.await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while registered_total(&env, &dist).await < base + count as i64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    done.store(true, Ordering::Relaxed);
+    reader.await?;
+    let mut acc = accepted.lock().unwrap().clone();
+    acc.sort_by_key(|(at, _)| *at);
+    let half_post = percentiles(acc.iter().map(|(_, d)| *d).collect());
+    let seen = seen.lock().unwrap().clone();
+    // The k-th accepted complaint is visible once the stream shows base + k + 1 registrations.
+    let visible: Vec<Duration> = acc
+        .iter()
+        .enumerate()
+        .filter_map(|(k, (at, _))| {
+            seen.iter()
+                .find(|(_, n)| *n > base + k as i64)
+                .map(|(t, _)| t.saturating_duration_since(*at))
+        })
+        .collect();
+    let visible = percentiles(visible);
+    eprintln!("  at {rate:.0}/s: POST {half_post}; accepted → visible on the stream {visible}");
+
+    // 4. The write-off path: acknowledge, request, approve.
+    let mut items = vec![];
+    let mut cursor: Option<String> = None;
+    while items.len() < a.writeoffs {
+        let q = cursor
+            .as_ref()
+            .map(|c| format!("&cursor={c}"))
+            .unwrap_or_default();
+        let (_, page) = env
+            .get(
+                "ledger",
+                &format!("/v1/ledger/items?status=open&limit=500{q}"),
+                &dist,
+            )
+            .await;
+        let got = page["items"].as_array().cloned().unwrap_or_default();
+        items.extend(got.into_iter().map(|i| {
+            (
+                i["item_id"].as_str().unwrap().to_string(),
+                i["street"].as_str().unwrap().to_string(),
+            )
+        }));
+        cursor = page["next_cursor"].as_str().map(String::from);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    items.truncate(a.writeoffs);
+    let queue = Arc::new(Mutex::new(items));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..a.concurrency)
+        .map(|_| {
+            let (env, queue, rv) = (env.clone(), queue.clone(), rv.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                loop {
+                    let next = queue.lock().unwrap().pop();
+                    let Some((item, street)) = next else { break };
+                    let st = env.token(Role::Street, &street);
+                    env.post(
+                        "ledger",
+                        &format!("/v1/ledger/items/{item}/acknowledge"),
+                        &st,
+                        &json!({}),
+                    )
+                    .await;
+                    let closure = loop {
+                        let (status, v) = env
+                            .post("closure", "/v1/closures", &st, &rectified(&item))
+                            .await;
+                        if status == reqwest::StatusCode::CREATED {
+                            break v["closure_id"].as_str().unwrap().to_string();
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    };
+                    let (status, _) = env
+                        .post(
+                            "closure",
+                            &format!("/v1/closures/{closure}/approve"),
+                            &rv,
+                            &json!({}),
+                        )
+                        .await;
+                    assert_eq!(status, reqwest::StatusCode::OK);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut wrote = 0;
+    for w in workers {
+        wrote += w.await?;
+    }
+    let target_off = wrote as i64;
+    loop {
+        let (_, s) = env
+            .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+            .await;
+        if s["written_off_total"].as_i64().unwrap_or(0) >= target_off {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let writeoff_rate = wrote as f64 / started.elapsed().as_secs_f64();
+    eprintln!("  write-off path: {writeoff_rate:.0} items/s ({wrote} items)");
+
+    // 6 (before the rebuild's own process): memory at the end of the load and after it settles.
+    let peak: HashMap<&str, u64> = pids
+        .iter()
+        .map(|(s, p)| (*s, rss_kib(*p, "VmHWM:")))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after: HashMap<&str, u64> = pids
+        .iter()
+        .map(|(s, p)| (*s, rss_kib(*p, "VmRSS:")))
+        .collect();
+
+    // 5. Rebuild of a generated history of `rebuild_events` ledger events.
+    let rebuild = rebuild_bench(a.rebuild_events).await?;
+    eprintln!(
+        "  rebuild: {:.0} events/s over {} events",
+        rebuild["events_per_second"].as_f64().unwrap_or(0.0),
+        a.rebuild_events
+    );
+
+    let mib = |k: u64| (k as f64 / 1024.0 * 10.0).round() / 10.0;
+    let report = json!({
+        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "parameters": {"complaints": a.complaints, "concurrency": a.concurrency, "writeoffs": a.writeoffs, "rebuild_events": a.rebuild_events},
+        "ceiling_commits_per_second": ceiling.round(),
+        "registration": {"complaints_per_second": throughput.round(), "ratio_to_ceiling": (throughput / ceiling * 100.0).round() / 100.0,
+                         "seconds": e2e.as_secs_f64(), "post_latency_full_load": full_load_post},
+        "half_load": {"rate_per_second": rate.round(), "post_latency": half_post, "registration_to_visible": visible},
+        "writeoff": {"items_per_second": writeoff_rate.round(), "items": wrote},
+        "rebuild": rebuild,
+        "memory_mib": {
+            "peak": peak.iter().map(|(s, k)| (s.to_string(), json!(mib(*k)))).collect::<serde_json::Map<_, _>>(),
+            "after": after.iter().map(|(s, k)| (s.to_string(), json!(mib(*k)))).collect::<serde_json::Map<_, _>>(),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "  memory (MiB) peak / after: intake {} / {}, ledger {} / {}, closure {} / {}",
+        mib(peak["intake"]),
+        mib(after["intake"]),
+        mib(peak["ledger"]),
+        mib(after["ledger"]),
+        mib(peak["closure"]),
+        mib(after["closure"])
+    );
+    if let Ok(env) = Arc::try_unwrap(env) {
+        env.cleanup().await;
+    }
+    Ok(())
+}
+
+/// Generates a ledger log of `events` events (registrations and write-offs of distinct items) in
+/// a scratch database, then times `qingling-ledger rebuild` over it.
+async fn rebuild_bench(events: usize) -> anyhow::Result<Value> {
+    let scratch = TestEnv::new(&[]);
+    let url = scratch.database_url();
+    let bin = qingling_tests::bin_dir().join("qingling-ledger");
+    // The first run creates the database and the schema (an empty rebuild).
+    let out = tokio::process::Command::new(&bin)
+        .arg("rebuild")
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = scratch.db("ledger").await;
+    let items = (events / 2) as i64;
+    sqlx::query(
+        "create temp table gen as
+         select g, gen_random_uuid() as item, gen_random_uuid() as point,
+                (array['jiukeshu','yongshun','zhongcang','xinhua','songzhuang'])[1 + g % 5] as street
+         from generate_series(1, $1) g",
+    )
+    .bind(items)
+    .execute(&mut c)
+    .await?;
+    sqlx::query(
+        "insert into events (position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data)
+         select g, gen_random_uuid(), 'item-' || item, 1, 'item_registered', now(), 'bench', gen_random_uuid(), gen_random_uuid(),
+                jsonb_build_object('item_id', item, 'district', 'tongzhou', 'street', street, 'category', 'basement_illegal_residence',
+                    'point_id', point, 'point', jsonb_build_object('community', '压测', 'building', '1', 'basement', 'B' || g),
+                    'source', 'complaint', 'complaint_id', gen_random_uuid(), 'urgency', 'normal', 'description', '',
+                    'respond_by', null, 'resolve_by', null, 'rebound_of', null)
+         from gen order by g",
+    )
+    .execute(&mut c)
+    .await?;
+    sqlx::query(
+        "insert into events (position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data)
+         select $1 + g, gen_random_uuid(), 'item-' || item, 2, 'item_written_off', now(), 'bench', gen_random_uuid(), gen_random_uuid(),
+                jsonb_build_object('item_id', item, 'district', 'tongzhou', 'street', street, 'category', 'basement_illegal_residence',
+                    'point_id', point, 'kind', 'rectified', 'closure_id', null)
+         from gen order by g",
+    )
+    .bind(items)
+    .execute(&mut c)
+    .await?;
+    let out = tokio::process::Command::new(&bin)
+        .arg("rebuild")
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: Value = serde_json::from_slice(&out.stdout)?;
+    drop(c);
+    scratch.cleanup().await;
+    Ok(stats)
+}
