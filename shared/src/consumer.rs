@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, AckKind};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 
@@ -102,6 +102,78 @@ pub async fn apply_once<A: Apply>(
             .increment(1);
         return Ok(Outcome::Applied);
     }
+}
+
+/// Most events a consumer applies in one transaction.
+const BATCH: usize = 200;
+
+/// Applies several events in one transaction, each exactly once (the same checks as
+/// [`apply_once`]); any error rolls the whole batch back and the caller retries them one by one.
+pub async fn apply_batch<A: Apply>(
+    pool: &PgPool,
+    handler: &A,
+    events: &[&Envelope],
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut tx = pool.begin().await?;
+    let mut versions: HashMap<&str, i64> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(events.len());
+    let mut applied = 0;
+    for ev in events {
+        let last = match versions.get(ev.stream.as_str()) {
+            Some(v) => *v,
+            None => sqlx::query_scalar::<_, i64>(
+                "select version from consumed_streams where stream = $1 for update",
+            )
+            .bind(&ev.stream)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0),
+        };
+        if ev.version <= last {
+            versions.insert(&ev.stream, last);
+            outcomes.push(Outcome::Duplicate);
+            continue;
+        }
+        if ev.version > last + 1 {
+            versions.insert(&ev.stream, last);
+            outcomes.push(Outcome::Early);
+            continue;
+        }
+        handler.apply(&mut tx, ev).await?;
+        let done = sqlx::query(
+            "insert into consumed_streams (stream, version) values ($1, $2)
+             on conflict (stream) do update set version = excluded.version, applied_at = now()
+             where consumed_streams.version = excluded.version - 1",
+        )
+        .bind(&ev.stream)
+        .bind(ev.version)
+        .execute(&mut *tx)
+        .await?;
+        anyhow::ensure!(
+            done.rows_affected() == 1,
+            "{} v{} was applied concurrently",
+            ev.stream,
+            ev.version
+        );
+        sqlx::query("insert into inbox (event_id, envelope) values ($1, $2)")
+            .bind(ev.event_id)
+            .bind(serde_json::to_value(ev)?)
+            .execute(&mut *tx)
+            .await?;
+        versions.insert(&ev.stream, ev.version);
+        outcomes.push(Outcome::Applied);
+        applied += 1;
+    }
+    tx.commit().await?;
+    if applied > 0 {
+        handler.committed();
+    }
+    for (ev, o) in events.iter().zip(&outcomes) {
+        if *o == Outcome::Applied {
+            metrics::counter!("qingling_events_consumed_total", "event_type" => ev.event_type.clone()).increment(1);
+        }
+    }
+    Ok(outcomes)
 }
 
 pub struct Consumer<A> {
@@ -219,51 +291,75 @@ impl<A: Apply> Consumer<A> {
                 m = messages.next() => m,
                 _ = shutdown.changed() => return Ok(()),
             };
-            let msg = match msg {
+            let first = match msg {
                 None => anyhow::bail!("message stream ended"),
                 Some(Err(e)) => anyhow::bail!("message stream error: {e}"),
                 Some(Ok(m)) => m,
             };
-            // Which source, and where in its log: to notice what the broker lost.
-            let source = msg
-                .subject
-                .split('.')
-                .nth(1)
-                .unwrap_or_default()
-                .to_string();
-            let position = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Qingling-Position"))
-                .and_then(|v| v.as_str().parse::<i64>().ok());
-            if let Some(p) = position {
-                progress.lock().unwrap().entry(source).or_default().mark(p);
+            // Whatever else is already here joins the batch: one transaction for all of them.
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(m))) => batch.push(m),
+                    _ => break,
+                }
             }
-            let ev: Envelope = match serde_json::from_slice(&msg.payload) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    tracing::error!(subject = %msg.subject, error = %e, "dropping a message that is not an event envelope");
-                    msg.ack_with(AckKind::Term).await.ok();
-                    continue;
+            let mut events = Vec::with_capacity(batch.len());
+            for msg in batch {
+                // Which source, and where in its log: to notice what the broker lost.
+                let source = msg
+                    .subject
+                    .split('.')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                let position = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Qingling-Position"))
+                    .and_then(|v| v.as_str().parse::<i64>().ok());
+                if let Some(p) = position {
+                    progress.lock().unwrap().entry(source).or_default().mark(p);
+                }
+                match serde_json::from_slice::<Envelope>(&msg.payload) {
+                    Ok(ev) => events.push((msg, ev)),
+                    Err(e) => {
+                        tracing::error!(subject = %msg.subject, error = %e, "dropping a message that is not an event envelope");
+                        msg.ack_with(AckKind::Term).await.ok();
+                    }
+                }
+            }
+            let envelopes: Vec<&Envelope> = events.iter().map(|(_, ev)| ev).collect();
+            let outcomes = match apply_batch(&self.pool, self.handler.as_ref(), &envelopes).await {
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
+                // Something in the batch failed: take them one by one, so only the failing one waits.
+                Err(_) => {
+                    let mut each = Vec::with_capacity(events.len());
+                    for (_, ev) in &events {
+                        each.push(apply_once(&self.pool, self.handler.as_ref(), ev).await);
+                    }
+                    each
                 }
             };
-            match apply_once(&self.pool, self.handler.as_ref(), &ev).await {
-                Ok(Outcome::Applied | Outcome::Duplicate) => {
-                    msg.ack()
-                        .await
-                        .map_err(|e| anyhow::anyhow!("ack failed: {e}"))?;
-                }
-                Ok(Outcome::Early) => {
-                    tracing::debug!(stream = %ev.stream, version = ev.version, "holding an event until its predecessor arrives");
-                    msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
-                        .await
-                        .ok();
-                }
-                Err(e) => {
-                    tracing::warn!(event_id = %ev.event_id, event_type = %ev.event_type, error = %e, "could not apply event; will retry");
-                    msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await
-                        .ok();
+            for ((msg, ev), outcome) in events.iter().zip(outcomes) {
+                match outcome {
+                    Ok(Outcome::Applied | Outcome::Duplicate) => {
+                        msg.ack()
+                            .await
+                            .map_err(|e| anyhow::anyhow!("ack failed: {e}"))?;
+                    }
+                    Ok(Outcome::Early) => {
+                        tracing::debug!(stream = %ev.stream, version = ev.version, "holding an event until its predecessor arrives");
+                        msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
+                            .await
+                            .ok();
+                    }
+                    Err(e) => {
+                        tracing::warn!(event_id = %ev.event_id, event_type = %ev.event_type, error = %e, "could not apply event; will retry");
+                        msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                            .await
+                            .ok();
+                    }
                 }
             }
         }
