@@ -347,3 +347,44 @@ async fn the_journal_opens_in_excel_with_the_same_rows() {
     assert_eq!(&csv[..3], b"\xEF\xBB\xBF");
     env.cleanup().await;
 }
+
+/// The page in a real browser: headless Chromium follows a registration and a write-off live.
+#[tokio::test]
+async fn the_dashboard_follows_the_ledger_live_in_chromium() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    let script = root.join("browser/dashboard.mjs");
+    assert!(
+        root.join("browser/node_modules/playwright-core").exists() && std::path::Path::new(&chromium()).exists(),
+        "the browser test needs Chromium and playwright-core: run `bash scripts/test`, which installs them"
+    );
+    let env = TestEnv::start().await;
+    let artifacts = root.parent().unwrap().join("target/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("dashboard.png");
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("LEDGER_URL", &env.svc("ledger").url)
+        .env("INTAKE_URL", &env.svc("intake").url)
+        .env("CLOSURE_URL", &env.svc("closure").url)
+        .env("TOKEN_DISTRICT", env.token(Role::District, "tongzhou"))
+        .env("TOKEN_OPERATOR", env.token(Role::Operator, "tongzhou"))
+        .env("TOKEN_STREET", env.token(Role::Street, "jiukeshu"))
+        .env("TOKEN_REVIEWER", env.token(Role::Reviewer, "tongzhou"))
+        .env("CHROMIUM", chromium())
+        .env("SCREENSHOT", &shot)
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shot.exists(), "a screenshot is saved");
+    env.cleanup().await;
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
