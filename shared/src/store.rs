@@ -38,28 +38,22 @@ pub async fn append(
     events: &[NewEvent],
     meta: &EventMeta,
 ) -> Result<Vec<Envelope>, StoreError> {
-    if events.is_empty() {
-        return Ok(vec![]);
-    }
-    sqlx::query(APPEND_LOCK).execute(&mut *conn).await?;
-    let actual: i64 =
-        sqlx::query_scalar("select coalesce(max(version), 0) from events where stream = $1")
-            .bind(stream)
-            .fetch_one(&mut *conn)
-            .await?;
-    if actual != expected_version {
-        return Err(StoreError::Conflict {
-            stream: stream.into(),
-            expected: expected_version,
-            actual,
-        });
-    }
-    let last: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events")
-        .fetch_one(&mut *conn)
-        .await?;
-    // PostgreSQL keeps microseconds: the returned envelopes equal what a later read gives.
+    let mut envelopes = prepare(stream, expected_version, events, meta);
+    write(conn, &mut envelopes).await?;
+    Ok(envelopes)
+}
+
+/// The envelopes `events` will have once written after `expected_version` (positions still 0).
+/// Lets a caller project first and write last, so the log's lock is held only for the write.
+pub fn prepare(
+    stream: &str,
+    expected_version: i64,
+    events: &[NewEvent],
+    meta: &EventMeta,
+) -> Vec<Envelope> {
+    // PostgreSQL keeps microseconds: the envelopes equal what a later read gives.
     let now = Utc::now().trunc_subsecs(6);
-    let envelopes: Vec<Envelope> = events
+    events
         .iter()
         .enumerate()
         .map(|(i, e)| Envelope {
@@ -72,15 +66,30 @@ pub async fn append(
             correlation_id: meta.correlation_id,
             causation_id: meta.causation_id,
             data: e.data.clone(),
-            position: last + 1 + i as i64,
+            position: 0,
         })
-        .collect();
+        .collect()
+}
+
+/// Writes prepared envelopes of one stream, checking its version and assigning positions, in one
+/// statement under the log's lock.
+pub async fn write(conn: &mut PgConnection, envelopes: &mut [Envelope]) -> Result<(), StoreError> {
+    let Some(first) = envelopes.first() else {
+        return Ok(());
+    };
+    let (stream, expected) = (first.stream.clone(), first.version - 1);
+    sqlx::query(APPEND_LOCK).execute(&mut *conn).await?;
     let col = |f: fn(&Envelope) -> String| envelopes.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
+    let positions: Vec<i64> = sqlx::query_scalar(
         "insert into events (position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data)
-         select * from unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[], $8::uuid[], $9::uuid[], $10::jsonb[])",
+         select (select coalesce(max(position), 0) from events) + e.n, e.event_id, e.stream, e.version, e.event_type,
+                e.occurred_at, e.actor, e.correlation_id, e.causation_id, e.data
+         from unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], $7::uuid[], $8::uuid[], $9::jsonb[])
+              with ordinality as e(event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data, n)
+         where (select coalesce(max(version), 0) from events where stream = $10) = $11
+         order by e.n
+         returning position",
     )
-    .bind(envelopes.iter().map(|e| e.position).collect::<Vec<_>>())
     .bind(envelopes.iter().map(|e| e.event_id).collect::<Vec<_>>())
     .bind(col(|e| e.stream.clone()))
     .bind(envelopes.iter().map(|e| e.version).collect::<Vec<_>>())
@@ -90,16 +99,31 @@ pub async fn append(
     .bind(envelopes.iter().map(|e| e.correlation_id).collect::<Vec<_>>())
     .bind(envelopes.iter().map(|e| e.causation_id).collect::<Vec<_>>())
     .bind(envelopes.iter().map(|e| e.data.clone()).collect::<Vec<_>>())
-    .execute(&mut *conn)
+    .bind(&stream)
+    .bind(expected)
+    .fetch_all(&mut *conn)
     .await
     .map_err(|e| match &e {
         // Backstop: the lock makes this unreachable within one schema, but never trust that silently.
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict { stream: stream.into(), expected: expected_version, actual: expected_version + 1 }
+            StoreError::Conflict { stream: stream.clone(), expected, actual: expected + 1 }
         }
         _ => StoreError::Database(e),
     })?;
-    Ok(envelopes)
+    if positions.len() != envelopes.len() {
+        let actual = stream_version(conn, &stream).await?;
+        return Err(StoreError::Conflict {
+            stream,
+            expected,
+            actual,
+        });
+    }
+    let mut sorted = positions;
+    sorted.sort_unstable();
+    for (e, p) in envelopes.iter_mut().zip(sorted) {
+        e.position = p;
+    }
+    Ok(())
 }
 
 fn row_to_envelope(r: sqlx::postgres::PgRow) -> Result<Envelope, sqlx::Error> {

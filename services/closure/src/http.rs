@@ -87,7 +87,14 @@ async fn request(
             extra: Some(json!({"closure_id": pending})),
         });
     }
-    // closure_pending here may be a rejection the ledger has not echoed yet: no request is pending.
+    // An approval the ledger has not echoed yet: the item is being written off.
+    if store::approved_for_item(&mut tx, item.item_id).await? {
+        return Err(ApiError::conflict(format!(
+            "item {} is being written off: a write-off request was approved",
+            item.item_id
+        )));
+    }
+    // closure_pending here can only be a rejection the ledger has not echoed yet.
     if !matches!(item.status.as_str(), "acknowledged" | "closure_pending") {
         return Err(ApiError::conflict(format!(
             "item {} is {}: only an acknowledged item can be written off",
@@ -95,8 +102,8 @@ async fn request(
         )));
     }
     let id = Uuid::now_v7();
-    let appended = events::append(
-        &mut tx,
+    // Project first (the unique index decides racing requests), write the event last.
+    let mut new = events::prepare(
         &stream_of(id),
         0,
         &[domain::requested(
@@ -107,9 +114,8 @@ async fn request(
             &req,
         )],
         &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
-    )
-    .await?;
-    for ev in &appended {
+    );
+    for ev in &new {
         match projector::project(&mut tx, ev).await {
             Ok(()) => {}
             Err(e) if e.is::<projector::AlreadyPending>() => {
@@ -118,6 +124,7 @@ async fn request(
             Err(e) => return Err(e.into()),
         }
     }
+    events::write(&mut tx, &mut new).await?;
     tx.commit().await?;
     s.relay_wake.notify_one();
     Ok((

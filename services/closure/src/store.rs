@@ -122,6 +122,16 @@ pub async fn insert_requested(
     }
 }
 
+/// Whether a request for the item was already approved (its write-off may still be on its way).
+pub async fn approved_for_item(c: &mut PgConnection, item_id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from closures where item_id = $1 and status = 'approved')",
+    )
+    .bind(item_id)
+    .fetch_one(c)
+    .await
+}
+
 pub async fn pending_for_item(c: &mut PgConnection, item_id: Uuid) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar("select closure_id from closures where item_id = $1 and status = 'pending'")
         .bind(item_id)

@@ -120,17 +120,17 @@ async fn create_complaint(
     if let Some(c) = &complaint.caller {
         store::insert_caller(&mut tx, id, c).await?;
     }
-    let appended = events::append(
-        &mut tx,
+    // Project first, write the events last: the log's lock is held only for the write.
+    let mut new = events::prepare(
         &format!("complaint-{id}"),
         0,
         &new_events,
         &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
-    )
-    .await?;
-    for ev in &appended {
+    );
+    for ev in &new {
         projector::project(&mut tx, ev).await?;
     }
+    events::write(&mut tx, &mut new).await?;
     tx.commit().await?;
     s.relay_wake.notify_one();
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -208,17 +208,16 @@ async fn complaint_command(
     let new = check(&row)?;
     let stream = format!("complaint-{id}");
     let version = events::stream_version(&mut tx, &stream).await?;
-    let appended = events::append(
-        &mut tx,
+    let mut prepared = events::prepare(
         &stream,
         version,
         &new,
         &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
-    )
-    .await?;
-    for ev in &appended {
+    );
+    for ev in &prepared {
         projector::project(&mut tx, ev).await?;
     }
+    events::write(&mut tx, &mut prepared).await?;
     tx.commit().await?;
     s.relay_wake.notify_one();
     complaint_json(s, id).await
