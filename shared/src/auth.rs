@@ -59,9 +59,10 @@ impl JwtKeys {
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let mut v = Validation::new(Algorithm::HS256);
-        v.leeway = 5;
+        // Expired means expired (CONTRACT §2): no grace period.
+        v.leeway = 0;
         v.set_required_spec_claims(&["exp", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.0 .1, &v)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.0 .1, &v)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -73,7 +74,15 @@ impl JwtKeys {
                 _ => ApiError::Unauthorized(
                     "the bearer token is malformed or its claims are invalid".into(),
                 ),
-            })
+            })?;
+        // `*` covers every district, which only a hotline operator may.
+        if claims.org == "*" && claims.role != Role::Operator {
+            return Err(ApiError::Forbidden(format!(
+                "a {} may not hold org \"*\"",
+                claims.role.as_str()
+            )));
+        }
+        Ok(claims)
     }
 }
 

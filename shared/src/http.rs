@@ -58,6 +58,13 @@ where
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("the body is not well-formed JSON: {e}")))?;
+    if let Some(path) = nul_at(&value, "") {
+        // PostgreSQL text cannot hold U+0000.
+        return Err(ApiError::invalid_field(
+            if path.is_empty() { "." } else { &path },
+            "must not contain the NUL character (U+0000)",
+        ));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -73,6 +80,30 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::BadRequest(format!("{path}: {inner}"))
         }
     })
+}
+
+/// The path of the first string (or key) holding U+0000, if any.
+fn nul_at(v: &serde_json::Value, path: &str) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => Some(path.to_string()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_at(x, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, x)| {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(p)
+            } else {
+                nul_at(x, &p)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Query parameters with a problem+json 400 on failure.
@@ -180,5 +211,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse_json::<Body>(br#"{"n":1,"inner":{"s":"a"}}"#).is_ok());
+        match parse_json::<Body>(br#"{"n":1,"inner":{"s":"a\u0000b"}}"#) {
+            Err(ApiError::Unprocessable { errors, .. }) => assert_eq!(errors[0].field, "inner.s"),
+            other => panic!("{other:?}"),
+        }
     }
 }

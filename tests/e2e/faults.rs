@@ -99,10 +99,13 @@ async fn while_nats_is_down_intake_keeps_accepting_and_everything_flows_once_it_
             .unwrap();
     assert_eq!(registered, 11, "no duplicates");
     for id in &accepted {
-        let (_, c) = env
-            .get("intake", &format!("/v1/complaints/{id}"), &op)
-            .await;
-        assert_eq!(c["status"], "registered");
+        eventually("intake to learn the registration", LONG, || async {
+            let (_, c) = env
+                .get("intake", &format!("/v1/complaints/{id}"), &op)
+                .await;
+            (c["status"] == "registered").then_some(())
+        })
+        .await;
     }
     env.cleanup().await;
 }

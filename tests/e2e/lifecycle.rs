@@ -666,3 +666,61 @@ async fn monthly_street_metrics_follow_the_events() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_return_leaves_an_item_that_other_calls_or_another_street_still_hold() {
+    let env = TestEnv::start().await;
+    let op = env.token(Role::Operator, "tongzhou");
+    let dist = env.token(Role::District, "tongzhou");
+    let (a, item) = register(&env, &complaint("jiukeshu", "共用小区", "1", "B1")).await;
+    // A repeat call on the same basement, wrongly dispatched to another street, links to the item.
+    let (b, linked) = register(&env, &complaint("yongshun", "共用小区", "1", "B1")).await;
+    assert_eq!(linked, item);
+    let (status, _) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{b}/return"),
+            &env.token(Role::Street, "yongshun"),
+            &json!({"reason": "不属于本辖区"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let detail = eventually("the returned call to leave the item", WAIT, || async {
+        let (_, i) = env
+            .get("ledger", &format!("/v1/ledger/items/{item}"), &dist)
+            .await;
+        (i["complaint_ids"].as_array()?.len() == 1).then_some(i)
+    })
+    .await;
+    assert_eq!(
+        (detail["status"].as_str(), detail["street"].as_str()),
+        (Some("registered"), Some("jiukeshu")),
+        "another street cannot cancel jiukeshu's item"
+    );
+    assert_eq!(detail["complaint_ids"], json!([a]));
+    let (_, s) = env
+        .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+        .await;
+    assert_eq!(
+        (s["open"].as_i64(), s["written_off_total"].as_i64()),
+        (Some(1), Some(0))
+    );
+    let (_, first) = env.get("intake", &format!("/v1/complaints/{a}"), &op).await;
+    assert_eq!(
+        first["status"], "registered",
+        "the other caller's complaint is untouched"
+    );
+    // The remaining complaint is the item's last: its return cancels the registration.
+    let (status, _) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{a}/return"),
+            &env.token(Role::Street, "jiukeshu"),
+            &json!({"reason": "地址有误"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let done = item_status(&env, &item, "written_off").await;
+    assert_eq!(done["write_off_kind"], "returned");
+    env.cleanup().await;
+}

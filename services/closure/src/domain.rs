@@ -98,6 +98,8 @@ pub struct WriteOffRequest {
 }
 
 pub const EVIDENCE_KINDS: [&str; 3] = ["photo", "document", "video"];
+/// Where evidence may be kept: object stores and web addresses, not scripts or local paths.
+pub const EVIDENCE_SCHEMES: [&str; 6] = ["s3", "oss", "cos", "obs", "https", "http"];
 
 impl RequestInput {
     /// The write-off rules: a rectified request needs all four 三无一恢复 items, an unfounded one
@@ -196,10 +198,14 @@ impl RequestInput {
                         ));
                     }
                     let uri = e.uri.map(|u| u.trim().to_string()).unwrap_or_default();
-                    if uri.is_empty() || uri.len() > 2000 || !uri.contains(':') {
+                    let scheme = uri.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+                    let stored = scheme
+                        .as_deref()
+                        .is_some_and(|s| EVIDENCE_SCHEMES.contains(&s));
+                    if uri.len() > 2000 || !stored {
                         errors.push(FieldError::new(
                             format!("evidence[{i}].uri"),
-                            "must be a URI such as s3://bucket/photo.jpg",
+                            "must be a storage URI (s3, oss, cos, obs, https or http), such as s3://bucket/photo.jpg",
                         ));
                     }
                     let sha256 = e

@@ -7,6 +7,7 @@ use qingling_shared::Envelope;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain::Status;
 use crate::store;
 
 pub struct LedgerEvents;
@@ -35,6 +36,10 @@ impl Apply for LedgerEvents {
         let kind = ev.data.get("kind").and_then(|v| v.as_str());
         for (id, status) in store::complaints_for_update(c, &ids, by_item).await? {
             store::insert_history(c, id, ev).await?;
+            if status == Status::Returned {
+                // Back with the operator: the old item's news no longer concerns it.
+                continue;
+            }
             if let Some(next) = status.after_ledger_event(&ev.event_type, kind) {
                 store::set_status(c, id, next, item_id, ev.occurred_at).await?;
             }

@@ -172,7 +172,7 @@ impl ComplaintInput {
             if let Some(p) = &phone {
                 let ok = p.len() <= 20
                     && p.chars()
-                        .all(|ch| ch.is_ascii_digit() || "+- ".contains(ch))
+                        .all(|ch| ch.is_ascii_digit() || "+- ()".contains(ch))
                     && p.chars().filter(char::is_ascii_digit).count() >= 3;
                 if !ok {
                     errors.push(FieldError::new(
@@ -190,6 +190,8 @@ impl ComplaintInput {
         let received_at = self.received_at.unwrap_or(now);
         if received_at > now + chrono::Duration::minutes(5) {
             errors.push(FieldError::new("received_at", "lies in the future"));
+        } else if received_at < now - chrono::Duration::days(366) {
+            errors.push(FieldError::new("received_at", "is more than a year ago"));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -346,7 +348,13 @@ impl Status {
 
 /// Phones are never shown in full outside intake's own storage: 138****0000.
 pub fn mask_phone(phone: &str) -> String {
-    let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
+    let mut digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
+    // +86 / 0086: the country code is not part of the number.
+    if digits.len() == 13 && digits.starts_with(&['8', '6']) {
+        digits.drain(..2);
+    } else if digits.len() == 15 && digits.starts_with(&['0', '0', '8', '6']) {
+        digits.drain(..4);
+    }
     if digits.len() < 7 {
         return "*".repeat(digits.len());
     }
@@ -649,7 +657,8 @@ mod tests {
     #[test]
     fn phones_are_masked() {
         assert_eq!(mask_phone("13800000000"), "138****0000");
-        assert_eq!(mask_phone("+86 138-0000-1234"), "861****1234");
+        assert_eq!(mask_phone("+86 138-0000-1234"), "138****1234");
+        assert_eq!(mask_phone("(010)6512-3456"), "010****3456");
         assert_eq!(mask_phone("110"), "***");
     }
 

@@ -47,6 +47,7 @@ fn normal() -> String {
 #[derive(Deserialize)]
 struct Returned {
     complaint_id: Uuid,
+    street: String,
 }
 
 #[derive(Deserialize)]
@@ -68,7 +69,7 @@ impl Apply for Events {
                 let d: Returned = ev.data_as()?;
                 match store::open_item_of_complaint(c, d.complaint_id).await? {
                     Some(item_id) => {
-                        app::execute(c, item_id, &meta, |i| i.returned(d.complaint_id))
+                        app::execute(c, item_id, &meta, |i| i.returned(d.complaint_id, &d.street))
                             .await
                             .map(drop)
                     }

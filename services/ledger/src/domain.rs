@@ -40,6 +40,12 @@ pub enum ItemEvent {
         item_id: Uuid,
         complaint_id: Uuid,
     },
+    /// A returned complaint leaves an item that stays open (other calls, or another street's item).
+    ComplaintUnlinked {
+        item_id: Uuid,
+        complaint_id: Uuid,
+        street: String,
+    },
     ItemAcknowledged {
         item_id: Uuid,
         street: String,
@@ -242,6 +248,9 @@ impl Item {
             ItemEvent::ComplaintLinked { complaint_id, .. } => {
                 self.complaint_ids.push(*complaint_id)
             }
+            ItemEvent::ComplaintUnlinked { complaint_id, .. } => {
+                self.complaint_ids.retain(|c| c != complaint_id)
+            }
             ItemEvent::ItemAcknowledged { .. } => self.status = ItemStatus::Acknowledged,
             ItemEvent::ItemClosurePending {
                 closure_id,
@@ -428,11 +437,17 @@ impl Item {
         })
     }
 
-    /// 退单: the street sent the complaint back as not its own; the registration is cancelled by a
-    /// write-off of kind `returned`, so the count stays true. intake allows a return only before
-    /// acknowledgement; should an acknowledgement race it here, the return still wins, since the
-    /// complaint has already gone back to the operator.
-    pub fn returned(&self, complaint_id: Uuid) -> Result<Vec<ItemEvent>, DomainError> {
+    /// 退单: the street sent the complaint back as not its own. When it is the item's only complaint
+    /// and the item is that street's, the registration is cancelled by a write-off of kind
+    /// `returned`, so the count stays true. Otherwise the problem is still there (other callers, or
+    /// another street's item at the same point): only the complaint leaves the item. intake allows a
+    /// return only before acknowledgement; should an acknowledgement race it, the return still
+    /// wins, since the complaint has already gone back to the operator.
+    pub fn returned(
+        &self,
+        complaint_id: Uuid,
+        by_street: &str,
+    ) -> Result<Vec<ItemEvent>, DomainError> {
         if !self.is_open() {
             return Err(self.state_conflict("be returned"));
         }
@@ -441,6 +456,13 @@ impl Item {
                 "complaint {complaint_id} is not on item {}",
                 self.id
             )));
+        }
+        if self.complaint_ids.len() > 1 || by_street != self.street {
+            return Ok(vec![ItemEvent::ComplaintUnlinked {
+                item_id: self.id,
+                complaint_id,
+                street: by_street.to_string(),
+            }]);
         }
         Ok(vec![self.write_off("returned", None)])
     }
@@ -884,17 +906,31 @@ mod tests {
         let id = Uuid::now_v7();
         let item = given(vec![registered(id)]);
         assert!(
-            item.returned(Uuid::from_u128(99)).is_err(),
+            item.returned(Uuid::from_u128(99), "jiukeshu").is_err(),
             "not this item's complaint"
         );
-        let events = item.returned(Uuid::from_u128(1)).unwrap();
+        let unlinked = item.returned(Uuid::from_u128(1), "yongshun").unwrap();
+        assert!(
+            matches!(&unlinked[..], [ItemEvent::ComplaintUnlinked { .. }]),
+            "another street's return leaves the item open"
+        );
+        let mut shared = vec![registered(id)];
+        shared.extend(item.link(Uuid::from_u128(2)).unwrap());
+        let leaves = given(shared)
+            .returned(Uuid::from_u128(2), "jiukeshu")
+            .unwrap();
+        assert!(
+            matches!(&leaves[..], [ItemEvent::ComplaintUnlinked { .. }]),
+            "a repeat call's return leaves the problem on the ledger"
+        );
+        let events = item.returned(Uuid::from_u128(1), "jiukeshu").unwrap();
         assert!(
             matches!(&events[..], [ItemEvent::ItemWrittenOff(w)] if w.kind == "returned" && w.closure_id.is_none())
         );
         let mut h = vec![registered(id)];
         h.extend(events);
         assert!(
-            given(h).returned(Uuid::from_u128(1)).is_err(),
+            given(h).returned(Uuid::from_u128(1), "jiukeshu").is_err(),
             "returned once"
         );
     }
@@ -959,7 +995,7 @@ mod properties {
                     Cmd::Reject(n) => item.closure_rejected(Uuid::from_u128(n), "r"),
                     Cmd::Approve(n, h) => item.closure_approved(Uuid::from_u128(n), at(h)),
                     Cmd::Deadlines(h) => Ok(item.check_deadlines(at(h))),
-                    Cmd::Return(n) => item.returned(Uuid::from_u128(n)),
+                    Cmd::Return(n) => item.returned(Uuid::from_u128(n), "jiukeshu"),
                     Cmd::Extend(now, until) => item.request_extension(at(until), "原因", at(now)),
                     Cmd::ApproveExtension => item.approve_extension(),
                     Cmd::RejectExtension => item.reject_extension("理由"),

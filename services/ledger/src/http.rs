@@ -389,6 +389,12 @@ async fn list_items(
             )))
         }
         (Role::Street, _) => Some(caller.org.clone()),
+        (_, Some(st)) if s.orgs.district_of(&st).is_none() => {
+            return Err(ApiError::invalid_field(
+                "street",
+                format!("unknown street {st:?}"),
+            ))
+        }
         (_, Some(st)) => {
             let covered = match &district {
                 Some(d) => s.orgs.street(d, &st).is_some(),
@@ -430,7 +436,13 @@ async fn list_items(
         district,
         street,
         status,
-        category: q.category.filter(|x| !x.is_empty()),
+        category: match q.category.filter(|x| !x.is_empty()) {
+            Some(c) => {
+                known_category(&s, &c)?;
+                Some(c)
+            }
+            None => None,
+        },
         before,
         overdue: q.overdue.unwrap_or(false),
         limit,
@@ -494,8 +506,19 @@ async fn summary(
         .category
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| DEFAULT_CATEGORY.into());
+    known_category(&s, &category)?;
     let full = summary::compute(&s.pool, &s.orgs, &district, &category).await?;
     Ok(Json(visible_summary(&caller, &full)))
+}
+
+fn known_category(s: &AppState, category: &str) -> Result<(), ApiError> {
+    match s.catalog.get(category) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::invalid_field(
+            "category",
+            format!("unknown category {category:?} (see GET /v1/catalog)"),
+        )),
+    }
 }
 
 fn visible_summary(caller: &Caller, full: &Value) -> Value {
@@ -614,6 +637,12 @@ async fn entries(
             )))
         }
         (Role::Street, _) => Some(caller.org.clone()),
+        (_, Some(st)) if s.orgs.street(&district, &st).is_none() => {
+            return Err(ApiError::invalid_field(
+                "street",
+                format!("{st:?} is not a street or township of {district}"),
+            ))
+        }
         (_, st) => st,
     };
     let accept = headers
@@ -622,6 +651,12 @@ async fn entries(
         .unwrap_or("");
     let wants_xlsx = q.format.as_deref() == Some("xlsx") || accept.contains("spreadsheetml");
     // A workbook is the whole journal (up to a sheet's worth); JSON and CSV page by `limit`.
+    if q.limit.is_some_and(|l| l < 1) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            "must be at least 1 (it is capped at 1000)",
+        ));
+    }
     let limit = match (wants_xlsx, q.limit) {
         (true, None) => 1_000_000,
         (true, Some(l)) => l.clamp(1, 1_000_000),
@@ -682,7 +717,7 @@ async fn entries(
                 r.street.clone(),
                 r.category.clone(),
                 r.point_id.to_string(),
-                r.at.to_rfc3339(),
+                r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 r.actor.clone(),
                 opt(r.complaint_id),
                 opt(r.closure_id),

@@ -98,6 +98,18 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
                 .execute(&mut *c)
                 .await?;
         }
+        ItemEvent::ComplaintUnlinked {
+            item_id,
+            complaint_id,
+            ..
+        } => {
+            sqlx::query("update items set complaint_ids = array_remove(complaint_ids, $2), updated_at = $3 where item_id = $1")
+                .bind(item_id)
+                .bind(complaint_id)
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+        }
         ItemEvent::ItemAcknowledged { item_id, .. } => {
             sqlx::query("update items set status = 'acknowledged', acknowledged_at = $2, updated_at = $2 where item_id = $1")
                 .bind(item_id)

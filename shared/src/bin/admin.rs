@@ -9,6 +9,10 @@ const USAGE: &str = "usage: qingling-admin token --role <operator|street|reviewe
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("token") if args.iter().any(|a| a == "--help" || a == "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
         Some("token") => token(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
