@@ -20,6 +20,12 @@ pub trait Projector: Send + Sync {
         conn: &mut PgConnection,
         ev: &Envelope,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// After the replay: whatever is cheaper computed once than kept per event (updating one row
+    /// a million times in one transaction is quadratic in PostgreSQL).
+    fn finish(&self, _conn: &mut PgConnection) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +108,7 @@ pub async fn rebuild<P: Projector, A: Apply>(
             }
         }
     }
+    projector.finish(&mut tx).await?;
     tx.commit().await?;
     progress(stats.own + stats.foreign, total as u64);
     stats.seconds = started.elapsed().as_secs_f64();

@@ -15,7 +15,12 @@ impl qingling_shared::rebuild::Projector for Projector {
     }
 
     async fn project_own(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
-        store::project(c, ev, &ItemEvent::from_envelope(ev)?).await?;
+        store::project_with(c, ev, &ItemEvent::from_envelope(ev)?, false).await?;
+        Ok(())
+    }
+
+    async fn finish(&self, c: &mut PgConnection) -> anyhow::Result<()> {
+        store::recompute_zero_marks(c).await?;
         Ok(())
     }
 }

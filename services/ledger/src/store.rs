@@ -39,6 +39,17 @@ const ITEM_COLUMNS: &str = "item_id, district, street, category, point_id, point
 
 /// Brings the projections up to date with one appended item event (same transaction).
 pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sqlx::Result<()> {
+    project_with(c, env, ev, true).await
+}
+
+/// `marks`: whether to keep the dynamic-zero marks per event (a rebuild computes them at the end
+/// with [`recompute_zero_marks`]).
+pub async fn project_with(
+    c: &mut PgConnection,
+    env: &Envelope,
+    ev: &ItemEvent,
+    marks: bool,
+) -> sqlx::Result<()> {
     let at = env.occurred_at;
     match ev {
         ItemEvent::ItemRegistered(r) => {
@@ -77,6 +88,9 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
                 None,
             )
             .await?;
+            if !marks {
+                return Ok(());
+            }
             sqlx::query(
                 "insert into zero_marks as z (district, street, category, open, zero_since) values ($1, $2, $3, 1, null), ($1, '', $3, 1, null)
                  on conflict (district, street, category) do update set open = z.open + 1, zero_since = null",
@@ -210,6 +224,9 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
                 Some(&w.kind),
             )
             .await?;
+            if !marks {
+                return Ok(());
+            }
             // Dynamic zero reached for the street, and perhaps the district, at this moment.
             sqlx::query(
                 "update zero_marks set open = open - 1, zero_since = case when open = 1 then $4 else zero_since end
@@ -450,4 +467,25 @@ pub async fn open_item_of_complaint(
     .bind(complaint_id)
     .fetch_optional(c)
     .await
+}
+
+/// The dynamic-zero marks from the journal: open = registrations − write-offs, and an area at zero
+/// reached it with its last entry (a write-off). Equal to what the per-event updates keep.
+pub async fn recompute_zero_marks(c: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into zero_marks (district, street, category, open, zero_since)
+         select district, street, category, open, case when open = 0 then last_at end
+         from (select district, street, category,
+                      count(*) filter (where kind = 'registration') - count(*) filter (where kind = 'write_off') as open,
+                      max(at) as last_at
+               from journal group by district, street, category
+               union all
+               select district, '', category,
+                      count(*) filter (where kind = 'registration') - count(*) filter (where kind = 'write_off'),
+                      max(at)
+               from journal group by district, category) m",
+    )
+    .execute(c)
+    .await?;
+    Ok(())
 }
