@@ -53,7 +53,8 @@ impl Live {
         let mut last_head = -1i64;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                // One cheap indexed query per tick per process, whatever the number of watchers.
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 _ = stop.changed() => return,
             }
             let head: i64 =
