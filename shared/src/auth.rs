@@ -141,16 +141,13 @@ impl Caller {
     }
 }
 
-impl<S> FromRequestParts<S> for Caller
-where
-    S: Send + Sync,
-    JwtKeys: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
+impl Caller {
+    /// The caller of a request bearing `Authorization: Bearer <token>`.
+    pub fn from_headers(
+        keys: &JwtKeys,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Caller, ApiError> {
+        let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| {
                 ApiError::Unauthorized("an Authorization: Bearer token is required".into())
@@ -167,7 +164,12 @@ where
             .ok_or_else(|| {
                 ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
             })?;
-        let claims = JwtKeys::from_ref(state).verify(token)?;
+        Caller::from_token(keys, token)
+    }
+
+    /// The caller a bare token names (for clients that cannot send headers, such as EventSource).
+    pub fn from_token(keys: &JwtKeys, token: &str) -> Result<Caller, ApiError> {
+        let claims = keys.verify(token)?;
         if claims.sub.trim().is_empty() || claims.org.trim().is_empty() {
             return Err(ApiError::Unauthorized(
                 "the bearer token lacks sub or org".into(),
@@ -178,6 +180,18 @@ where
             role: claims.role,
             org: claims.org,
         })
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    JwtKeys: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Caller::from_headers(&JwtKeys::from_ref(state), &parts.headers)
     }
 }
 

@@ -8,7 +8,7 @@ use qingling_shared::Role;
 use qingling_tests::{complaint, eventually, TestEnv};
 use reqwest::StatusCode;
 
-use crate::{register, WAIT};
+use crate::{complaint_status, register, WAIT};
 
 /// Waits until every durable consumer has nothing pending or unacknowledged.
 pub async fn consumers_idle(env: &TestEnv) {
@@ -176,13 +176,7 @@ async fn complaints_stored_while_nats_is_unreachable_are_published_when_it_retur
     )
     .await;
     for id in &ids {
-        eventually("complaint registered", WAIT, || async {
-            let (_, c) = env
-                .get("intake", &format!("/v1/complaints/{id}"), &op)
-                .await;
-            (c["status"] == "registered").then_some(())
-        })
-        .await;
+        complaint_status(&env, id, "registered", WAIT).await;
     }
     env.cleanup().await;
 }
@@ -288,19 +282,8 @@ async fn registered_total(env: &TestEnv) -> i64 {
 
 /// After healing: every complaint is on the ledger exactly once, and intake knows it.
 async fn converged(env: &TestEnv, ids: &[String]) {
-    let op = env.token(Role::Operator, "tongzhou");
     for id in ids {
-        eventually(
-            "the complaint registered at intake",
-            Duration::from_secs(45),
-            || async {
-                let (_, c) = env
-                    .get("intake", &format!("/v1/complaints/{id}"), &op)
-                    .await;
-                (c["status"] == "registered").then_some(())
-            },
-        )
-        .await;
+        complaint_status(env, id, "registered", Duration::from_secs(45)).await;
     }
     let placed: Vec<(String, i64)> = sqlx::query_as(
         "select data->>'complaint_id', count(*) from events where event_type in ('item_registered', 'complaint_linked') group by 1",

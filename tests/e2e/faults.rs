@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::consuming::consumers_idle;
-use crate::{register, street_row};
+use crate::{complaint_status, register, street_row};
 
 const LONG: Duration = Duration::from_secs(40);
 
@@ -99,13 +99,7 @@ async fn while_nats_is_down_intake_keeps_accepting_and_everything_flows_once_it_
             .unwrap();
     assert_eq!(registered, 11, "no duplicates");
     for id in &accepted {
-        eventually("intake to learn the registration", LONG, || async {
-            let (_, c) = env
-                .get("intake", &format!("/v1/complaints/{id}"), &op)
-                .await;
-            (c["status"] == "registered").then_some(())
-        })
-        .await;
+        complaint_status(&env, id, "registered", LONG).await;
     }
     env.cleanup().await;
 }
@@ -188,13 +182,7 @@ async fn while_postgres_is_down_requests_get_503_quickly_and_the_services_recove
         (status == StatusCode::CREATED).then(|| c["complaint_id"].as_str().unwrap().to_string())
     })
     .await;
-    eventually("the new complaint on the ledger", LONG, || async {
-        let (_, c) = env
-            .get("intake", &format!("/v1/complaints/{id}"), &op)
-            .await;
-        (c["status"] == "registered").then_some(())
-    })
-    .await;
+    complaint_status(&env, &id, "registered", LONG).await;
     assert_eq!(summary(&env).await["registered_total"], 2);
     env.cleanup().await;
 }

@@ -8,7 +8,7 @@ use qingling_tests::{complaint, eventually, rectified, TestEnv};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::{item_status, register, request_closure, street_row, WAIT};
+use crate::{complaint_status, item_status, register, request_closure, street_row, WAIT};
 
 /// Short limits and a fast deadline watcher: time is driven by configuration, not slept on long.
 const SHORT: [(&str, &str); 5] = [
@@ -376,13 +376,7 @@ async fn inspection_finds_rebounds_and_follow_ups() {
         .await;
     assert_eq!(status, StatusCode::OK);
     item_status(&env, &first, "written_off").await;
-    eventually("the complaint to be written off", WAIT, || async {
-        let (_, c) = env
-            .get("intake", &format!("/v1/complaints/{c1}"), &op)
-            .await;
-        (c["status"] == "written_off").then_some(())
-    })
-    .await;
+    complaint_status(&env, &c1, "written_off", WAIT).await;
     let (status, p) = env
         .post(
             "intake",
@@ -577,13 +571,7 @@ async fn monthly_street_metrics_follow_the_events() {
     write_off(&env, "luyi", &ib).await;
     wait_overdue(&env, &ic, &["respond"]).await;
     for (id, answer) in [(&a, "satisfied"), (&b, "unknown")] {
-        eventually("written off at intake", WAIT, || async {
-            let (_, c) = env
-                .get("intake", &format!("/v1/complaints/{id}"), &op)
-                .await;
-            (c["status"] == "written_off").then_some(())
-        })
-        .await;
+        complaint_status(&env, id, "written_off", WAIT).await;
         let (status, _) = env
             .post(
                 "intake",

@@ -27,14 +27,25 @@ pub async fn register(env: &TestEnv, body: &Value) -> (String, String) {
     let (status, created) = env.post("intake", "/v1/complaints", &op, body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["complaint_id"].as_str().unwrap().to_string();
-    let item = eventually("the complaint to be registered", WAIT, || async {
-        let (_, c) = env
-            .get("intake", &format!("/v1/complaints/{id}"), &op)
-            .await;
-        (c["status"] == "registered").then(|| c["item_id"].as_str().unwrap().to_string())
-    })
-    .await;
+    let registered = complaint_status(env, &id, "registered", WAIT).await;
+    let item = registered["item_id"].as_str().unwrap().to_string();
     (id, item)
+}
+
+/// Waits until intake shows the complaint in `status`; returns the complaint.
+pub async fn complaint_status(env: &TestEnv, id: &str, status: &str, within: Duration) -> Value {
+    let op = env.token(Role::Operator, "tongzhou");
+    eventually(
+        &format!("complaint {id} to be {status}"),
+        within,
+        || async {
+            let (_, c) = env
+                .get("intake", &format!("/v1/complaints/{id}"), &op)
+                .await;
+            (c["status"] == status).then_some(c)
+        },
+    )
+    .await
 }
 
 /// Waits until the ledger shows the item in `status`.

@@ -1,12 +1,12 @@
 //! Projections dropped and rebuilt from the log come out identical, and live processing goes on.
 
 use qingling_shared::Role;
-use qingling_tests::{bin_dir, complaint, eventually, rectified, TestEnv};
+use qingling_tests::{bin_dir, complaint, rectified, TestEnv};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::consuming::consumers_idle;
-use crate::{item_status, register, request_closure, WAIT};
+use crate::{complaint_status, item_status, register, request_closure, WAIT};
 
 const PROJECTIONS: [(&str, &[&str]); 3] = [
     (
@@ -73,13 +73,7 @@ async fn rebuilt_projections_equal_the_live_ones_and_processing_continues() {
     )
     .await;
     item_status(&env, &i1, "written_off").await;
-    eventually("written off at intake", WAIT, || async {
-        let (_, c) = env
-            .get("intake", &format!("/v1/complaints/{c1}"), &op)
-            .await;
-        (c["status"] == "written_off").then_some(())
-    })
-    .await;
+    complaint_status(&env, &c1, "written_off", WAIT).await;
     let (status, _) = env
         .post(
             "intake",
@@ -125,13 +119,7 @@ async fn rebuilt_projections_equal_the_live_ones_and_processing_continues() {
         &json!({}),
     )
     .await;
-    eventually("the re-dispatched complaint registered", WAIT, || async {
-        let (_, c) = env
-            .get("intake", &format!("/v1/complaints/{c3}"), &op)
-            .await;
-        (c["status"] == "registered").then_some(())
-    })
-    .await;
+    complaint_status(&env, &c3, "registered", WAIT).await;
     consumers_idle(&env).await;
 
     let live = snapshot(&env).await;

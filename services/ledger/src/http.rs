@@ -547,26 +547,8 @@ async fn stream(
         headers.contains_key(header::AUTHORIZATION),
         q.access_token.as_deref(),
     ) {
-        (false, Some(token)) => {
-            let c = s.keys.verify(token)?;
-            Caller {
-                sub: c.sub,
-                role: c.role,
-                org: c.org,
-            }
-        }
-        _ => {
-            let mut parts = axum::http::Request::builder()
-                .body(())
-                .unwrap()
-                .into_parts()
-                .0;
-            parts.headers = headers;
-            <Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(
-                &mut parts, &s,
-            )
-            .await?
-        }
+        (false, Some(token)) => Caller::from_token(&s.keys, token)?,
+        _ => Caller::from_headers(&s.keys, &headers)?,
     };
     let district = readable_district(&s, &caller, q.district)?;
     let category = q
