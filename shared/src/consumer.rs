@@ -7,9 +7,9 @@
 //! that arrives before its predecessor in the same source stream is held (nak with delay) until the
 //! predecessor has been applied.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, AckKind};
@@ -46,6 +46,7 @@ pub enum Outcome {
 pub async fn apply_once<A: Apply>(
     pool: &PgPool,
     handler: &A,
+    source: &str,
     ev: &Envelope,
 ) -> anyhow::Result<Outcome> {
     let mut attempt = 0;
@@ -91,11 +92,7 @@ pub async fn apply_once<A: Apply>(
             // Another instance applied it first.
             return Ok(Outcome::Duplicate);
         }
-        sqlx::query("insert into inbox (event_id, envelope) values ($1, $2)")
-            .bind(ev.event_id)
-            .bind(serde_json::to_value(ev)?)
-            .execute(&mut *tx)
-            .await?;
+        record(&mut tx, source, ev).await?;
         tx.commit().await?;
         handler.committed();
         metrics::counter!("qingling_events_consumed_total", "event_type" => ev.event_type.clone())
@@ -112,13 +109,13 @@ const BATCH: usize = 200;
 pub async fn apply_batch<A: Apply>(
     pool: &PgPool,
     handler: &A,
-    events: &[&Envelope],
+    events: &[(&str, &Envelope)],
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut tx = pool.begin().await?;
     let mut versions: HashMap<&str, i64> = HashMap::new();
     let mut outcomes = Vec::with_capacity(events.len());
     let mut applied = 0;
-    for ev in events {
+    for &(source, ev) in events {
         let last = match versions.get(ev.stream.as_str()) {
             Some(v) => *v,
             None => sqlx::query_scalar::<_, i64>(
@@ -155,11 +152,7 @@ pub async fn apply_batch<A: Apply>(
             ev.stream,
             ev.version
         );
-        sqlx::query("insert into inbox (event_id, envelope) values ($1, $2)")
-            .bind(ev.event_id)
-            .bind(serde_json::to_value(ev)?)
-            .execute(&mut *tx)
-            .await?;
+        record(&mut tx, source, ev).await?;
         versions.insert(&ev.stream, ev.version);
         outcomes.push(Outcome::Applied);
         applied += 1;
@@ -168,12 +161,25 @@ pub async fn apply_batch<A: Apply>(
     if applied > 0 {
         handler.committed();
     }
-    for (ev, o) in events.iter().zip(&outcomes) {
+    for ((_, ev), o) in events.iter().zip(&outcomes) {
         if *o == Outcome::Applied {
             metrics::counter!("qingling_events_consumed_total", "event_type" => ev.event_type.clone()).increment(1);
         }
     }
     Ok(outcomes)
+}
+
+/// Keeps an applied event for rebuilds, with where it sits in its source's log (for the loss
+/// watchdog, which all instances share).
+async fn record(conn: &mut PgConnection, source: &str, ev: &Envelope) -> anyhow::Result<()> {
+    sqlx::query("insert into inbox (event_id, envelope, source, position) values ($1, $2, $3, $4)")
+        .bind(ev.event_id)
+        .bind(serde_json::to_value(ev)?)
+        .bind(source)
+        .bind((ev.position > 0).then_some(ev.position))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 pub struct Consumer<A> {
@@ -187,52 +193,56 @@ pub struct Consumer<A> {
     pub handler: Arc<A>,
 }
 
-/// How far a source's log has been received: every position up to `contiguous`, and some after.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub contiguous: i64,
-    seen: BTreeSet<i64>,
-    stalled_checks: u32,
-}
-
-impl Progress {
-    pub fn mark(&mut self, position: i64) {
-        if position <= self.contiguous {
-            return;
-        }
-        self.seen.insert(position);
-        while self.seen.remove(&(self.contiguous + 1)) {
-            self.contiguous += 1;
+/// The highest position such that every position of `source`'s log up to it is in the inbox.
+/// Shared by all instances (each receives only part of the messages), so it is read from the
+/// database, starting from the last figure stored.
+pub async fn received_contiguous(pool: &PgPool, source: &str) -> anyhow::Result<i64> {
+    let mut contiguous: i64 =
+        sqlx::query_scalar("select contiguous from source_progress where service = $1")
+            .bind(source)
+            .fetch_optional(pool)
+            .await?
+            .unwrap_or(0);
+    let after: Vec<i64> = sqlx::query_scalar(
+        "select position from inbox where source = $1 and position > $2 order by position limit 100000",
+    )
+    .bind(source)
+    .bind(contiguous)
+    .fetch_all(pool)
+    .await?;
+    for p in after {
+        if p == contiguous + 1 {
+            contiguous = p;
+        } else if p > contiguous + 1 {
+            break;
         }
     }
+    sqlx::query(
+        "insert into source_progress (service, contiguous) values ($1, $2)
+         on conflict (service) do update set contiguous = greatest(source_progress.contiguous, excluded.contiguous)",
+    )
+    .bind(source)
+    .bind(contiguous)
+    .execute(pool)
+    .await?;
+    Ok(contiguous)
 }
 
-type ProgressMap = Arc<Mutex<HashMap<String, Progress>>>;
-
 impl<A: Apply> Consumer<A> {
+    /// Applies events until `shutdown`. Every instance of a service pulls from the same durable
+    /// consumer, so each message goes to one of them; the loss watchdog runs on one instance only.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let progress: ProgressMap = Arc::new(Mutex::new(HashMap::new()));
-        if let Ok(rows) =
-            sqlx::query_as::<_, (String, i64)>("select service, contiguous from source_progress")
-                .fetch_all(&self.pool)
-                .await
-        {
-            let mut map = progress.lock().unwrap();
-            for (service, contiguous) in rows {
-                map.insert(
-                    service,
-                    Progress {
-                        contiguous,
-                        ..Default::default()
-                    },
-                );
-            }
-        }
         let this = Arc::new(self);
-        tokio::spawn(this.clone().heal_losses(progress.clone(), shutdown.clone()));
+        let watchdog = this.clone();
+        tokio::spawn(crate::leader::lead(
+            this.pool.clone(),
+            "consumer-watchdog",
+            shutdown.clone(),
+            move |stop| watchdog.clone().heal_losses(stop),
+        ));
         let mut backoff = Duration::from_millis(200);
         while !*shutdown.borrow() {
-            match this.consume(&progress, &mut shutdown).await {
+            match this.consume(&mut shutdown).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(consumer = %this.durable, error = %e, retry_in = ?backoff, "consumer interrupted");
@@ -273,11 +283,7 @@ impl<A: Apply> Consumer<A> {
             .map_err(|e| anyhow::anyhow!("cannot create consumer {}: {e}", self.durable))
     }
 
-    async fn consume(
-        &self,
-        progress: &ProgressMap,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut messages = self
             .pull_consumer()
             .await?
@@ -317,31 +323,35 @@ impl<A: Apply> Consumer<A> {
                     .headers
                     .as_ref()
                     .and_then(|h| h.get("Qingling-Position"))
-                    .and_then(|v| v.as_str().parse::<i64>().ok());
-                if let Some(p) = position {
-                    progress.lock().unwrap().entry(source).or_default().mark(p);
-                }
+                    .and_then(|v| v.as_str().parse::<i64>().ok())
+                    .unwrap_or(0);
                 match serde_json::from_slice::<Envelope>(&msg.payload) {
-                    Ok(ev) => events.push((msg, ev)),
+                    Ok(mut ev) => {
+                        ev.position = position;
+                        events.push((msg, source, ev));
+                    }
                     Err(e) => {
                         tracing::error!(subject = %msg.subject, error = %e, "dropping a message that is not an event envelope");
                         msg.ack_with(AckKind::Term).await.ok();
                     }
                 }
             }
-            let envelopes: Vec<&Envelope> = events.iter().map(|(_, ev)| ev).collect();
+            let envelopes: Vec<(&str, &Envelope)> = events
+                .iter()
+                .map(|(_, source, ev)| (source.as_str(), ev))
+                .collect();
             let outcomes = match apply_batch(&self.pool, self.handler.as_ref(), &envelopes).await {
                 Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
                 // Something in the batch failed: take them one by one, so only the failing one waits.
                 Err(_) => {
                     let mut each = Vec::with_capacity(events.len());
-                    for (_, ev) in &events {
-                        each.push(apply_once(&self.pool, self.handler.as_ref(), ev).await);
+                    for (_, source, ev) in &events {
+                        each.push(apply_once(&self.pool, self.handler.as_ref(), source, ev).await);
                     }
                     each
                 }
             };
-            for ((msg, ev), outcome) in events.iter().zip(outcomes) {
+            for ((msg, _, ev), outcome) in events.iter().zip(outcomes) {
                 match outcome {
                     Ok(Outcome::Applied | Outcome::Duplicate) => {
                         msg.ack()
@@ -350,7 +360,7 @@ impl<A: Apply> Consumer<A> {
                     }
                     Ok(Outcome::Early) => {
                         tracing::debug!(stream = %ev.stream, version = ev.version, "holding an event until its predecessor arrives");
-                        msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
+                        msg.ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
                             .await
                             .ok();
                     }
@@ -365,19 +375,19 @@ impl<A: Apply> Consumer<A> {
         }
     }
 
-    /// Every two seconds, per source: if the source has published further than this consumer has
+    /// Every two seconds, per source: if the source has published further than this service has
     /// received without a hole, and the broker has nothing left to deliver (twice in a row), the
     /// missing events were lost: ask the source's relay to publish them again.
-    async fn heal_losses(
-        self: Arc<Self>,
-        progress: ProgressMap,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn heal_losses(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let client = self.js.client();
+        let mut stalled_checks: HashMap<String, u32> = HashMap::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
             }
             for source in &self.sources {
                 let head = match tokio::time::timeout(
@@ -395,47 +405,30 @@ impl<A: Apply> Consumer<A> {
                     _ => None,
                 };
                 let Some(head) = head else { continue };
-                let contiguous = progress
-                    .lock()
-                    .unwrap()
-                    .entry(source.clone())
-                    .or_default()
-                    .contiguous;
-                sqlx::query(
-                    "insert into source_progress (service, contiguous) values ($1, $2)
-                     on conflict (service) do update set contiguous = excluded.contiguous",
-                )
-                .bind(source)
-                .bind(contiguous)
-                .execute(&self.pool)
-                .await
-                .ok();
+                let contiguous = match received_contiguous(&self.pool, source).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(source = %source, error = %e, "cannot read what was received");
+                        continue;
+                    }
+                };
                 metrics::gauge!("qingling_consumer_lag_events", "source" => source.clone())
                     .set((head - contiguous).max(0) as f64);
+                let checks = stalled_checks.entry(source.clone()).or_default();
                 if head <= contiguous {
-                    progress
-                        .lock()
-                        .unwrap()
-                        .entry(source.clone())
-                        .or_default()
-                        .stalled_checks = 0;
+                    *checks = 0;
                     continue;
                 }
-                let pending = match self.pull_consumer().await {
-                    Ok(mut c) => c.info().await.map(|i| i.num_pending).unwrap_or(1),
-                    Err(_) => 1,
+                let idle = match self.pull_consumer().await {
+                    Ok(mut c) => c
+                        .info()
+                        .await
+                        .is_ok_and(|i| i.num_pending == 0 && i.num_ack_pending == 0),
+                    Err(_) => false,
                 };
-                let stalled = {
-                    let mut map = progress.lock().unwrap();
-                    let p = map.entry(source.clone()).or_default();
-                    p.stalled_checks = if pending == 0 {
-                        p.stalled_checks + 1
-                    } else {
-                        0
-                    };
-                    p.stalled_checks >= 2
-                };
-                if stalled {
+                *checks = if idle { *checks + 1 } else { 0 };
+                if *checks >= 2 {
+                    *checks = 0;
                     tracing::warn!(source = %source, from = contiguous + 1, head, "events missing from the broker; asking the source to publish them again");
                     let body = serde_json::json!({"from": contiguous + 1}).to_string();
                     let _ = tokio::time::timeout(
@@ -448,12 +441,6 @@ impl<A: Apply> Consumer<A> {
                     .await;
                     metrics::counter!("qingling_consumer_heals_total", "source" => source.clone())
                         .increment(1);
-                    progress
-                        .lock()
-                        .unwrap()
-                        .entry(source.clone())
-                        .or_default()
-                        .stalled_checks = 0;
                 }
             }
         }

@@ -11,10 +11,16 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 pub type Migration = (&'static str, &'static str);
 
 /// The event-store tables every service has in its own schema.
-pub const COMMON_MIGRATIONS: &[Migration] = &[(
-    "0001_event_store",
-    include_str!("../../migrations/common/0001_event_store.sql"),
-)];
+pub const COMMON_MIGRATIONS: &[Migration] = &[
+    (
+        "0001_event_store",
+        include_str!("../../migrations/common/0001_event_store.sql"),
+    ),
+    (
+        "0100_inbox_position",
+        include_str!("../../migrations/common/0100_inbox_position.sql"),
+    ),
+];
 
 /// Creates the database of `url` if it does not exist.
 pub async fn create_database_if_absent(url: &str) -> anyhow::Result<()> {

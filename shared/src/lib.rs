@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod leader;
 pub mod nats;
 pub mod orgs;
 pub mod point;

@@ -32,7 +32,7 @@ pub async fn connect(url: &str, name: &str, wait: Duration) -> anyhow::Result<as
                 other => tracing::debug!(event = %other, "NATS event"),
             }
         })
-        .connect(url)
+        .connect(server_addrs(url)?)
         .await
         .with_context(|| format!("bad NATS_URL {url}"))?;
     let deadline = tokio::time::Instant::now() + wait;
@@ -45,6 +45,18 @@ pub async fn connect(url: &str, name: &str, wait: Duration) -> anyhow::Result<as
         tracing::warn!(url, "NATS is not reachable yet; events are kept in PostgreSQL and published when it returns");
     }
     Ok(client)
+}
+
+/// `NATS_URL` may list several servers of a cluster, comma-separated.
+pub fn server_addrs(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .with_context(|| format!("bad NATS server address {u:?} in NATS_URL"))
+        })
+        .collect()
 }
 
 pub fn is_connected(client: &async_nats::Client) -> bool {

@@ -24,8 +24,16 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        tokio::spawn(self.clone().answer_heal_requests(shutdown.clone()));
+    /// Publishes until `shutdown`, and answers heal requests meanwhile. Run it on one instance at
+    /// a time (see [`crate::leader`]): dropping the future stops both.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        tokio::join!(
+            self.clone().answer_heal_requests(shutdown.clone()),
+            self.publish_loop(shutdown)
+        );
+    }
+
+    async fn publish_loop(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
         loop {
             if *shutdown.borrow() {

@@ -118,7 +118,13 @@ impl Runtime {
             service: self.service,
             wake: self.relay_wake.clone(),
         };
-        let relay_task = tokio::spawn(relay.run(stop_rx.clone()));
+        // One relay per service across its instances; another takes over when its holder dies.
+        let relay_task = tokio::spawn(crate::leader::lead(
+            self.pool.clone(),
+            "relay",
+            stop_rx.clone(),
+            move |stop| relay.clone().run(stop),
+        ));
         let consumer = Consumer {
             pool: self.pool.clone(),
             js: self.js.clone(),

@@ -42,11 +42,12 @@ pub async fn run() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("QINGLING_DEADLINE_TICK={v:?}: {e}"))?,
         _ => std::time::Duration::from_secs(1),
     };
-    tokio::spawn(deadlines::run(
+    let (pool, wake) = (rt.pool.clone(), rt.relay_wake.clone());
+    tokio::spawn(qingling_shared::leader::lead(
         rt.pool.clone(),
-        rt.relay_wake.clone(),
-        tick,
+        "deadlines",
         rt.stopping(),
+        move |stop| deadlines::run(pool.clone(), wake.clone(), tick, stop),
     ));
     let consumer = consumer::Events {
         relay_wake: rt.relay_wake.clone(),
