@@ -11,6 +11,7 @@ mod live;
 mod main_path;
 mod races;
 mod rebuild;
+mod scale;
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@ const PROJECTIONS: [(&str, &[&str]); 3] = [
     ("closure", &["closures", "items"]),
 ];
 
-async fn snapshot(env: &TestEnv) -> Value {
+pub async fn snapshot(env: &TestEnv) -> Value {
     let mut all = serde_json::Map::new();
     for (schema, tables) in PROJECTIONS {
         let mut c = env.db(schema).await;

@@ -1,6 +1,7 @@
 //! Test harness: starts the real service binaries against a fresh database and a fresh NATS
 //! subject prefix, so tests run in parallel without touching each other.
 
+pub mod cluster;
 pub mod proxy;
 
 use std::path::PathBuf;
@@ -73,7 +74,12 @@ pub struct TestEnv {
     pub db_name: String,
     pub prefix: String,
     pub extra_env: Vec<(String, String)>,
+    /// The NATS server(s) the services use, comma-separated.
+    pub nats_url: String,
+    /// Every running instance; several per service when scaled out.
     pub services: Vec<Service>,
+    /// Send each request to a randomly chosen instance of the service (no load balancer).
+    pub random_instances: bool,
     pub http: reqwest::Client,
     keys: JwtKeys,
 }
@@ -103,7 +109,9 @@ impl TestEnv {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            nats_url: nats_url(),
             services: vec![],
+            random_instances: false,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
@@ -170,7 +178,7 @@ impl TestEnv {
         ));
         let mut cmd = Command::new(&bin);
         cmd.env("DATABASE_URL", self.database_url())
-            .env("NATS_URL", nats_url())
+            .env("NATS_URL", &self.nats_url)
             .env("QINGLING_NATS_PREFIX", &self.prefix)
             .env("QINGLING_JWT_SECRET", SECRET)
             .env_remove("QINGLING_DEV")
@@ -239,8 +247,29 @@ impl TestEnv {
             .expect("service")
     }
 
+    /// The running instances of a service.
+    pub fn instances(&self, name: &str) -> Vec<&Service> {
+        self.services.iter().filter(|s| s.name == name).collect()
+    }
+
+    /// Starts `n` instances of every service (the first of each creates its schema).
+    pub async fn start_instances(&mut self, n: usize) {
+        for name in SERVICES {
+            for _ in 0..n {
+                let s = self.spawn(name).await;
+                self.services.push(s);
+            }
+        }
+    }
+
     pub fn url(&self, name: &str, path: &str) -> String {
-        format!("{}{}", self.svc(name).url, path)
+        let base = if self.random_instances {
+            let all = self.instances(name);
+            all[random_below(all.len())].url.clone()
+        } else {
+            self.svc(name).url.clone()
+        };
+        format!("{base}{path}")
     }
 
     pub fn token(&self, role: Role, org: &str) -> String {
@@ -307,7 +336,7 @@ impl TestEnv {
     }
 
     pub async fn nats(&self) -> async_nats::Client {
-        async_nats::connect(nats_url())
+        async_nats::connect(qingling_shared::nats::server_addrs(&self.nats_url).unwrap())
             .await
             .expect("connect to NATS")
     }
@@ -321,7 +350,8 @@ impl TestEnv {
         for s in &mut self.services {
             s.child.kill().await.ok();
         }
-        if let Ok(nc) = async_nats::connect(nats_url()).await {
+        let servers = qingling_shared::nats::server_addrs(&self.nats_url).unwrap();
+        if let Ok(nc) = async_nats::connect(servers).await {
             async_nats::jetstream::new(nc)
                 .delete_stream(self.stream_name())
                 .await
@@ -336,6 +366,21 @@ impl TestEnv {
                 .ok();
         }
     }
+}
+
+/// A number in `0..n`, different from call to call (for picking instances; not cryptographic).
+pub fn random_below(n: usize) -> usize {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ seed;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x % n.max(1) as u64) as usize
 }
 
 pub async fn read(r: reqwest::Response) -> (StatusCode, Value) {
