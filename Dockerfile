@@ -6,7 +6,7 @@ RUN cargo build --release --bins
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home qingling
 COPY --from=build /src/target/release/qingling-intake \

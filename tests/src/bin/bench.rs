@@ -43,6 +43,10 @@ struct Args {
     concurrency: usize,
     writeoffs: usize,
     rebuild_events: usize,
+    /// Instances of every service; clients pick one at random per request.
+    instances: usize,
+    /// Run against a three-node NATS cluster (started here) with three-replica streams.
+    nats_cluster: bool,
 }
 
 fn args() -> Args {
@@ -51,6 +55,8 @@ fn args() -> Args {
         concurrency: 32,
         writeoffs: 2_000,
         rebuild_events: 1_000_000,
+        instances: 1,
+        nats_cluster: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -65,16 +71,19 @@ fn args() -> Args {
             "--concurrency" | "-c" => a.concurrency = num(),
             "--writeoffs" | "-m" => a.writeoffs = num(),
             "--rebuild-events" => a.rebuild_events = num(),
+            "--instances" => a.instances = num().max(1),
+            "--nats-cluster" => a.nats_cluster = true,
             "--smoke" => {
                 a = Args {
                     complaints: 300,
                     concurrency: 8,
                     writeoffs: 40,
                     rebuild_events: 20_000,
+                    ..a
                 }
             }
             other => {
-                eprintln!("usage: qingling-bench [--complaints N] [--concurrency C] [--writeoffs M] [--rebuild-events E] [--smoke] (unknown {other})");
+                eprintln!("usage: qingling-bench [--complaints N] [--concurrency C] [--writeoffs M] [--rebuild-events E] [--instances K] [--nats-cluster] [--smoke] (unknown {other})");
                 std::process::exit(2);
             }
         }
@@ -102,6 +111,66 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU time a process has used so far, in clock ticks (user + system).
+fn process_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+/// Busy CPU time of the whole machine so far (every core, everything but idle and iowait), in
+/// clock ticks: what the services, PostgreSQL, NATS and this client used together.
+fn machine_busy_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let f: Vec<u64> = s
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal
+            Some(f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?)
+        })
+        .unwrap_or(0)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Events in the three logs, WAL written so far, and the logs' size on disk.
+async fn footprint(env: &TestEnv) -> anyhow::Result<(i64, i64, i64)> {
+    let mut events = 0;
+    let mut bytes = 0;
+    for svc in ["intake", "ledger", "closure"] {
+        let (n, b): (i64, i64) = sqlx::query_as(
+            "select (select count(*) from events), pg_total_relation_size('events')",
+        )
+        .fetch_one(&mut env.db(svc).await)
+        .await?;
+        events += n;
+        bytes += b;
+    }
+    let wal: i64 =
+        sqlx::query_scalar("select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+            .fetch_one(&mut env.db("intake").await)
+            .await?;
+    Ok((events, wal, bytes))
 }
 
 fn body(i: usize, tag: &str) -> Value {
@@ -157,25 +226,36 @@ async fn registered_total(env: &TestEnv, token: &str) -> i64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args();
-    let mut env = TestEnv::new(&[("RUST_LOG", "warn")]);
+    let replicas = if a.nats_cluster { "3" } else { "1" };
+    let mut env = TestEnv::new(&[("RUST_LOG", "warn"), ("QINGLING_NATS_REPLICAS", replicas)]);
+    let cluster = if a.nats_cluster {
+        let c = qingling_tests::cluster::NatsCluster::start().await;
+        env.nats_url = c.url();
+        Some(c)
+    } else {
+        None
+    };
     env.http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency * 2)
         .timeout(Duration::from_secs(60))
         .build()?;
-    env.start_services().await;
+    env.random_instances = a.instances > 1;
+    env.start_instances(a.instances).await;
     let env = Arc::new(env);
     let (op, dist, rv) = (
         env.token(Role::Operator, "tongzhou"),
         env.token(Role::District, "tongzhou"),
         env.token(Role::Reviewer, "tongzhou"),
     );
-    let pids: HashMap<&str, u32> = ["intake", "ledger", "closure"]
+    let pids: Vec<(&str, u32)> = env
+        .services
         .iter()
-        .map(|s| (*s, env.svc(s).pid().unwrap()))
+        .map(|s| (s.name, s.pid().unwrap()))
         .collect();
     eprintln!(
-        "qingling-bench: {} complaints at concurrency {}, {} write-offs, rebuild of {} events",
-        a.complaints, a.concurrency, a.writeoffs, a.rebuild_events
+        "qingling-bench: {} complaints at concurrency {}, {} write-offs, rebuild of {} events; {} instance(s) of each service; NATS {}",
+        a.complaints, a.concurrency, a.writeoffs, a.rebuild_events, a.instances,
+        if a.nats_cluster { "three-node cluster, 3 replicas" } else { "single server" }
     );
 
     // 1. The ceiling, measured in this run at the same concurrency.
@@ -185,6 +265,9 @@ async fn main() -> anyhow::Result<()> {
     // 2. End-to-end registration throughput: POSTed until the ledger shows them all.
     let next = Arc::new(AtomicUsize::new(0));
     let post_latency = Arc::new(Mutex::new(Vec::with_capacity(a.complaints)));
+    let (events0, wal0, _) = footprint(&env).await?;
+    let busy0 = machine_busy_ticks();
+    let proc0: Vec<u64> = pids.iter().map(|(_, p)| process_ticks(*p)).collect();
     let started = Instant::now();
     let workers: Vec<_> = (0..a.concurrency)
         .map(|_| {
@@ -220,6 +303,28 @@ async fn main() -> anyhow::Result<()> {
     }
     let e2e = started.elapsed();
     let throughput = a.complaints as f64 / e2e.as_secs_f64();
+    // What the registrations cost: events, CPU, WAL and disk.
+    tokio::time::sleep(Duration::from_millis(500)).await; // the last consumers' acks
+    let tck = clock_ticks_per_second();
+    let busy = (machine_busy_ticks() - busy0) as f64 / tck;
+    let mut service_cpu: HashMap<&str, f64> = HashMap::new();
+    for ((name, pid), t0) in pids.iter().zip(&proc0) {
+        *service_cpu.entry(name).or_default() += (process_ticks(*pid) - t0) as f64 / tck;
+    }
+    let (events1, wal1, log_bytes) = footprint(&env).await?;
+    let events = (events1 - events0) as f64;
+    let cost = json!({
+        "events_appended": events,
+        "events_per_complaint": (events / a.complaints as f64 * 100.0).round() / 100.0,
+        "machine_busy_cpu_seconds": (busy * 10.0).round() / 10.0,
+        "events_per_busy_cpu_second": (events / busy).round(),
+        "complaints_per_busy_cpu_second": (a.complaints as f64 / busy).round(),
+        "service_cpu_seconds": service_cpu.iter().map(|(s, v)| (s.to_string(), json!((v * 10.0).round() / 10.0))).collect::<serde_json::Map<_, _>>(),
+        "wal_bytes_per_complaint": ((wal1 - wal0) as f64 / a.complaints as f64).round(),
+        "wal_bytes_per_second": ((wal1 - wal0) as f64 / e2e.as_secs_f64()).round(),
+        "log_bytes_per_event": (log_bytes as f64 / events1.max(1) as f64).round(),
+    });
+    eprintln!("  cost: {cost}");
     let full_load_post = percentiles(std::mem::take(&mut *post_latency.lock().unwrap()));
     eprintln!("  registration: {throughput:.0} complaints/s end to end ({:.2} of the ceiling); POSTs done in {posted_in:?}", throughput / ceiling);
 
@@ -398,18 +503,25 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("  write-off path: {writeoff_rate:.0} items/s ({wrote} items)");
 
     // 6 (before the rebuild's own process): memory at the end of the load and after it settles.
-    let peak: HashMap<&str, u64> = pids
-        .iter()
-        .map(|(s, p)| (*s, rss_kib(*p, "VmHWM:")))
-        .collect();
+    // The largest instance of each service.
+    let mut peak: HashMap<&str, u64> = HashMap::new();
+    for (s, p) in &pids {
+        let e = peak.entry(s).or_default();
+        *e = (*e).max(rss_kib(*p, "VmHWM:"));
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after: HashMap<&str, u64> = pids
-        .iter()
-        .map(|(s, p)| (*s, rss_kib(*p, "VmRSS:")))
-        .collect();
+    let mut after: HashMap<&str, u64> = HashMap::new();
+    for (s, p) in &pids {
+        let e = after.entry(s).or_default();
+        *e = (*e).max(rss_kib(*p, "VmRSS:"));
+    }
 
     // 5. Rebuild of a generated history of `rebuild_events` ledger events.
-    let rebuild = rebuild_bench(a.rebuild_events).await?;
+    let rebuild = if a.rebuild_events > 0 {
+        rebuild_bench(a.rebuild_events).await?
+    } else {
+        Value::Null
+    };
     eprintln!(
         "  rebuild: {:.0} events/s over {} events",
         rebuild["events_per_second"].as_f64().unwrap_or(0.0),
@@ -419,10 +531,11 @@ async fn main() -> anyhow::Result<()> {
     let mib = |k: u64| (k as f64 / 1024.0 * 10.0).round() / 10.0;
     let report = json!({
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
-        "parameters": {"complaints": a.complaints, "concurrency": a.concurrency, "writeoffs": a.writeoffs, "rebuild_events": a.rebuild_events},
+        "parameters": {"complaints": a.complaints, "concurrency": a.concurrency, "writeoffs": a.writeoffs, "rebuild_events": a.rebuild_events,
+                       "instances": a.instances, "nats": if a.nats_cluster { "cluster of 3, replicas 3" } else { "single server" }},
         "ceiling_commits_per_second": ceiling.round(),
         "registration": {"complaints_per_second": throughput.round(), "ratio_to_ceiling": (throughput / ceiling * 100.0).round() / 100.0,
-                         "seconds": e2e.as_secs_f64(), "post_latency_full_load": full_load_post},
+                         "seconds": e2e.as_secs_f64(), "post_latency_full_load": full_load_post, "cost": cost},
         "half_load": {"rate_per_second": rate.round(), "post_latency": half_post, "registration_to_visible": visible},
         "writeoff": {"items_per_second": writeoff_rate.round(), "items": wrote},
         "rebuild": rebuild,
@@ -444,6 +557,7 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(env) = Arc::try_unwrap(env) {
         env.cleanup().await;
     }
+    drop(cluster);
     Ok(())
 }
 
