@@ -112,20 +112,35 @@ pub async fn apply_batch<A: Apply>(
     events: &[(&str, &Envelope)],
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut tx = pool.begin().await?;
+    // Lock every stream's row up front, in one order: instances applying overlapping batches
+    // then queue behind each other instead of deadlocking. Rows for new streams are created
+    // (version 0 = nothing applied) in that same order.
+    let mut streams: Vec<&str> = events.iter().map(|(_, ev)| ev.stream.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    sqlx::query(
+        "insert into consumed_streams (stream, version)
+         select s, 0 from unnest($1::text[]) s order by s on conflict do nothing",
+    )
+    .bind(&streams)
+    .execute(&mut *tx)
+    .await?;
+    let locked: Vec<(String, i64)> = sqlx::query_as(
+        "select stream, version from consumed_streams where stream = any($1) order by stream for update",
+    )
+    .bind(&streams)
+    .fetch_all(&mut *tx)
+    .await?;
     let mut versions: HashMap<&str, i64> = HashMap::new();
+    for (stream, version) in &locked {
+        if let Some(s) = streams.iter().find(|s| **s == stream.as_str()) {
+            versions.insert(s, *version);
+        }
+    }
     let mut outcomes = Vec::with_capacity(events.len());
     let mut applied = 0;
     for &(source, ev) in events {
-        let last = match versions.get(ev.stream.as_str()) {
-            Some(v) => *v,
-            None => sqlx::query_scalar::<_, i64>(
-                "select version from consumed_streams where stream = $1 for update",
-            )
-            .bind(&ev.stream)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or(0),
-        };
+        let last = versions.get(ev.stream.as_str()).copied().unwrap_or(0);
         if ev.version <= last {
             versions.insert(&ev.stream, last);
             outcomes.push(Outcome::Duplicate);

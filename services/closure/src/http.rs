@@ -258,12 +258,14 @@ async fn review(
         for ev in &appended {
             projector::project(&mut tx, ev).await?;
         }
+        // The answer is read in the same transaction: once committed, nothing can fail it.
+        let row = store::get_closure(&mut tx, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("write-off request {id} vanished"))?;
         tx.commit().await?;
         s.relay_wake.notify_one();
-        break;
+        return Ok(Json(closure_json(&row)));
     }
-    let row = visible(s, caller, id).await?;
-    Ok(Json(closure_json(&row)))
 }
 
 /// The body is optional here (`{"note": …}`); when present it must be JSON.

@@ -153,8 +153,8 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Events in the three logs, WAL written so far, and the logs' size on disk.
-async fn footprint(env: &TestEnv) -> anyhow::Result<(i64, i64, i64)> {
+/// Events in the three logs, WAL written so far, the logs' size on disk, and the whole database's.
+async fn footprint(env: &TestEnv) -> anyhow::Result<(i64, i64, i64, i64)> {
     let mut events = 0;
     let mut bytes = 0;
     for svc in ["intake", "ledger", "closure"] {
@@ -166,11 +166,12 @@ async fn footprint(env: &TestEnv) -> anyhow::Result<(i64, i64, i64)> {
         events += n;
         bytes += b;
     }
-    let wal: i64 =
-        sqlx::query_scalar("select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
-            .fetch_one(&mut env.db("intake").await)
-            .await?;
-    Ok((events, wal, bytes))
+    let (wal, db): (i64, i64) = sqlx::query_as(
+        "select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, pg_database_size(current_database())",
+    )
+    .fetch_one(&mut env.db("intake").await)
+    .await?;
+    Ok((events, wal, bytes, db))
 }
 
 fn body(i: usize, tag: &str) -> Value {
@@ -265,7 +266,7 @@ async fn main() -> anyhow::Result<()> {
     // 2. End-to-end registration throughput: POSTed until the ledger shows them all.
     let next = Arc::new(AtomicUsize::new(0));
     let post_latency = Arc::new(Mutex::new(Vec::with_capacity(a.complaints)));
-    let (events0, wal0, _) = footprint(&env).await?;
+    let (events0, wal0, _, db0) = footprint(&env).await?;
     let busy0 = machine_busy_ticks();
     let proc0: Vec<u64> = pids.iter().map(|(_, p)| process_ticks(*p)).collect();
     let started = Instant::now();
@@ -311,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
     for ((name, pid), t0) in pids.iter().zip(&proc0) {
         *service_cpu.entry(name).or_default() += (process_ticks(*pid) - t0) as f64 / tck;
     }
-    let (events1, wal1, log_bytes) = footprint(&env).await?;
+    let (events1, wal1, log_bytes, db1) = footprint(&env).await?;
     let events = (events1 - events0) as f64;
     let cost = json!({
         "events_appended": events,
@@ -323,6 +324,7 @@ async fn main() -> anyhow::Result<()> {
         "wal_bytes_per_complaint": ((wal1 - wal0) as f64 / a.complaints as f64).round(),
         "wal_bytes_per_second": ((wal1 - wal0) as f64 / e2e.as_secs_f64()).round(),
         "log_bytes_per_event": (log_bytes as f64 / events1.max(1) as f64).round(),
+        "database_bytes_per_complaint": ((db1 - db0) as f64 / a.complaints as f64).round(),
     });
     eprintln!("  cost: {cost}");
     let full_load_post = percentiles(std::mem::take(&mut *post_latency.lock().unwrap()));
@@ -444,23 +446,38 @@ async fn main() -> anyhow::Result<()> {
     }
     items.truncate(a.writeoffs);
     let queue = Arc::new(Mutex::new(items));
+    let retried = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..a.concurrency)
         .map(|_| {
-            let (env, queue, rv) = (env.clone(), queue.clone(), rv.clone());
+            let (env, queue, rv, retried) =
+                (env.clone(), queue.clone(), rv.clone(), retried.clone());
             tokio::spawn(async move {
                 let mut n = 0;
                 loop {
                     let next = queue.lock().unwrap().pop();
                     let Some((item, street)) = next else { break };
                     let st = env.token(Role::Street, &street);
-                    env.post(
-                        "ledger",
-                        &format!("/v1/ledger/items/{item}/acknowledge"),
-                        &st,
-                        &json!({}),
-                    )
-                    .await;
+                    loop {
+                        let (status, v) = env
+                            .post(
+                                "ledger",
+                                &format!("/v1/ledger/items/{item}/acknowledge"),
+                                &st,
+                                &json!({}),
+                            )
+                            .await;
+                        match status {
+                            reqwest::StatusCode::OK => break,
+                            reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                                retried.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            other => panic!("acknowledge answered {other}: {v}"),
+                        }
+                    }
+                    // 409 until closure has learned of the acknowledgement (tens of ms).
+                    let given_up = Instant::now() + Duration::from_secs(60);
                     let closure = loop {
                         let (status, v) = env
                             .post("closure", "/v1/closures", &st, &rectified(&item))
@@ -468,16 +485,31 @@ async fn main() -> anyhow::Result<()> {
                         if status == reqwest::StatusCode::CREATED {
                             break v["closure_id"].as_str().unwrap().to_string();
                         }
+                        assert!(
+                            Instant::now() < given_up,
+                            "write-off request still {status}: {v}"
+                        );
+                        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                            retried.fetch_add(1, Ordering::Relaxed);
+                        }
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     };
-                    let (status, _) = env
-                        .post(
-                            "closure",
-                            &format!("/v1/closures/{closure}/approve"),
-                            &rv,
-                            &json!({}),
-                        )
-                        .await;
+                    // 503 means "try again" (a lock queue or a full pool): a client retries.
+                    let status = loop {
+                        let (status, _) = env
+                            .post(
+                                "closure",
+                                &format!("/v1/closures/{closure}/approve"),
+                                &rv,
+                                &json!({}),
+                            )
+                            .await;
+                        if status != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                            break status;
+                        }
+                        retried.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    };
                     assert_eq!(status, reqwest::StatusCode::OK);
                     n += 1;
                 }
@@ -500,7 +532,8 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let writeoff_rate = wrote as f64 / started.elapsed().as_secs_f64();
-    eprintln!("  write-off path: {writeoff_rate:.0} items/s ({wrote} items)");
+    let retried = retried.load(Ordering::Relaxed);
+    eprintln!("  write-off path: {writeoff_rate:.0} items/s ({wrote} items, {retried} requests retried after 503)");
 
     // 6 (before the rebuild's own process): memory at the end of the load and after it settles.
     // The largest instance of each service.
@@ -537,7 +570,7 @@ async fn main() -> anyhow::Result<()> {
         "registration": {"complaints_per_second": throughput.round(), "ratio_to_ceiling": (throughput / ceiling * 100.0).round() / 100.0,
                          "seconds": e2e.as_secs_f64(), "post_latency_full_load": full_load_post, "cost": cost},
         "half_load": {"rate_per_second": rate.round(), "post_latency": half_post, "registration_to_visible": visible},
-        "writeoff": {"items_per_second": writeoff_rate.round(), "items": wrote},
+        "writeoff": {"items_per_second": writeoff_rate.round(), "items": wrote, "requests_retried_after_503": retried},
         "rebuild": rebuild,
         "memory_mib": {
             "peak": peak.iter().map(|(s, k)| (s.to_string(), json!(mib(*k)))).collect::<serde_json::Map<_, _>>(),
