@@ -65,8 +65,9 @@ pub async fn apply_once<A: Apply>(
         if ev.version > last + 1 {
             return Ok(Outcome::Early);
         }
-        match handler.apply(&mut tx, ev).await {
-            Ok(()) => {}
+        let span = apply_span(ev);
+        match tracing::Instrument::instrument(handler.apply(&mut tx, ev), span.clone()).await {
+            Ok(()) => span.in_scope(|| tracing::info!(target: "qingling::apply", "applied")),
             Err(e)
                 if attempt < 5
                     && matches!(
@@ -151,7 +152,9 @@ pub async fn apply_batch<A: Apply>(
             outcomes.push(Outcome::Early);
             continue;
         }
-        handler.apply(&mut tx, ev).await?;
+        let span = apply_span(ev);
+        tracing::Instrument::instrument(handler.apply(&mut tx, ev), span.clone()).await?;
+        span.in_scope(|| tracing::info!(target: "qingling::apply", "applied"));
         let done = sqlx::query(
             "insert into consumed_streams (stream, version) values ($1, $2)
              on conflict (stream) do update set version = excluded.version, applied_at = now()
@@ -182,6 +185,12 @@ pub async fn apply_batch<A: Apply>(
         }
     }
     Ok(outcomes)
+}
+
+/// Logs made while applying an event carry its correlation id: one complaint can be followed
+/// through every service's log.
+fn apply_span(ev: &Envelope) -> tracing::Span {
+    tracing::info_span!("apply", correlation_id = %ev.correlation_id, event_type = %ev.event_type, stream = %ev.stream)
 }
 
 /// Keeps an applied event for rebuilds, with where it sits in its source's log (for the loss

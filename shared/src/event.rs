@@ -61,12 +61,23 @@ pub struct EventMeta {
     pub causation_id: Uuid,
 }
 
+tokio::task_local! {
+    /// The correlation id of the HTTP request being served (from `X-Correlation-Id`, or new).
+    pub static CORRELATION_ID: Uuid;
+}
+
+/// The correlation id of the request this task serves, if any.
+pub fn current_correlation_id() -> Option<Uuid> {
+    CORRELATION_ID.try_with(|id| *id).ok()
+}
+
 impl EventMeta {
-    /// Events caused directly by a request: the request id is both correlation and causation.
+    /// Events caused directly by a request: caused by `request_id`, correlated with the request's
+    /// correlation id (so a client's `X-Correlation-Id` follows its events through every service).
     pub fn from_request(actor: impl Into<String>, request_id: Uuid) -> Self {
         Self {
             actor: actor.into(),
-            correlation_id: request_id,
+            correlation_id: current_correlation_id().unwrap_or(request_id),
             causation_id: request_id,
         }
     }

@@ -165,7 +165,11 @@ pub async fn problem_for_plain_errors(req: Request, next: Next) -> Response {
     res
 }
 
-/// Request count and latency per route.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// Request count and latency per route, and one access-log line per request, carrying the
+/// correlation id: the client's `X-Correlation-Id` (a UUID) or a new one, echoed in the answer and
+/// stamped on every event the request causes. Never logs headers or bodies (tokens, phones).
 pub async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
@@ -174,10 +178,34 @@ pub async fn track_metrics(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
-    let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("qingling_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("qingling_http_request_duration_seconds", "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    let correlation_id = req
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v.trim()).ok())
+        .unwrap_or_else(Uuid::now_v7);
+    let span = tracing::info_span!("request", %correlation_id, %method, %route);
+    let mut res = crate::event::CORRELATION_ID
+        .scope(
+            correlation_id,
+            tracing::Instrument::instrument(next.run(req), span.clone()),
+        )
+        .await;
+    let elapsed = start.elapsed();
+    let status = res.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            target: "qingling::access",
+            status,
+            ms = (elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+            "request"
+        )
+    });
+    if let Ok(v) = correlation_id.to_string().parse() {
+        res.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+    metrics::counter!("qingling_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("qingling_http_request_duration_seconds", "method" => method, "route" => route).record(elapsed.as_secs_f64());
     res
 }
 

@@ -122,6 +122,9 @@ pub async fn write(conn: &mut PgConnection, envelopes: &mut [Envelope]) -> Resul
     sorted.sort_unstable();
     for (e, p) in envelopes.iter_mut().zip(sorted) {
         e.position = p;
+        // Counted when written (a transaction rolled back later still counts; published does not).
+        metrics::counter!("qingling_events_appended_total", "event_type" => e.event_type.clone())
+            .increment(1);
     }
     Ok(())
 }

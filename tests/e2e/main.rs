@@ -1,6 +1,7 @@
 //! End-to-end tests: the three real binaries, a fresh PostgreSQL database and a fresh NATS subject
 //! prefix per test.
 
+mod admin;
 mod auth;
 mod bad_input;
 mod consuming;

@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/ledger/items/{id}/extension/reject",
             post(reject_extension),
         )
+        .route("/v1/ledger/imports", post(crate::import::import_item))
         .route("/v1/ledger/summary", get(summary))
         .route("/v1/ledger/stream", get(stream))
         .route("/", get(dashboard))

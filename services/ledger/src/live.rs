@@ -74,6 +74,9 @@ impl Live {
                     .collect()
             };
             metrics::gauge!("qingling_summary_streams").set(self.watchers() as f64);
+            if head != last_head {
+                self.export_open_counts().await;
+            }
             for ((district, category), fresh) in keys {
                 if head == last_head && !fresh {
                     continue;
@@ -96,6 +99,24 @@ impl Live {
                 }
             }
             last_head = head;
+        }
+    }
+}
+
+impl Live {
+    /// `qingling_open_items{district, street}` for operators' dashboards and alerts.
+    async fn export_open_counts(&self) {
+        let Ok(rows) = sqlx::query_as::<_, (String, String, i64)>(
+            "select district, street, sum(open)::bigint from zero_marks where street <> '' group by 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await
+        else {
+            return;
+        };
+        for (district, street, open) in rows {
+            metrics::gauge!("qingling_open_items", "district" => district, "street" => street)
+                .set(open as f64);
         }
     }
 }
