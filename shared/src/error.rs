@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::store::StoreError;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -11,6 +11,7 @@ pub mod event;
 pub mod http;
 pub mod leader;
 pub mod nats;
+pub mod openapi;
 pub mod orgs;
 pub mod point;
 pub mod rebuild;

@@ -28,6 +28,8 @@ pub struct ServiceSpec {
     pub migrations: &'static [Migration],
     /// The services whose events this one consumes.
     pub listens_to: &'static [&'static str],
+    /// What the service does, for its OpenAPI document.
+    pub description: &'static str,
 }
 
 /// The connections and handles a running service holds.
@@ -107,9 +109,10 @@ impl Runtime {
     pub async fn serve<A: Apply>(
         self,
         spec: &ServiceSpec,
-        app: Router,
+        (app, api): (Router, utoipa::openapi::OpenApi),
         handler: A,
     ) -> anyhow::Result<()> {
+        let api = std::sync::Arc::new(crate::openapi::document(spec.name, spec.description, api));
         let (stop_tx, stop_rx) = (self.stop_tx.clone(), self.stopping());
         let relay = Relay {
             pool: self.pool.clone(),
@@ -138,6 +141,13 @@ impl Runtime {
 
         let router = app
             .merge(self.common_routes())
+            .route(
+                "/openapi.json",
+                get(move || {
+                    let api = api.clone();
+                    async move { crate::openapi::serve(&api) }
+                }),
+            )
             .fallback(crate::http::fallback)
             .layer(DefaultBodyLimit::max(crate::http::MAX_BODY))
             .layer(axum::middleware::from_fn(

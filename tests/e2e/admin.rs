@@ -35,6 +35,17 @@ async fn summary(env: &TestEnv) -> Value {
     .1
 }
 
+/// street, community, building, basement, rooms, registered (y, m, d), status
+type OldRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    (u16, u8, u8),
+    &'a str,
+);
+
 /// An old ledger as districts keep it: Chinese headers, street names or codes, dates as cells.
 fn write_xlsx(path: &std::path::Path) {
     use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
@@ -56,7 +67,7 @@ fn write_xlsx(path: &std::path::Path) {
     {
         ws.write_string(0, c as u16, *h).unwrap();
     }
-    let rows: [(&str, &str, &str, &str, &str, (u16, u8, u8), &str); 6] = [
+    let rows: [OldRow; 6] = [
         (
             "九棵树街道",
             "园景阁西区",

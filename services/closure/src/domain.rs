@@ -6,7 +6,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 /// The body of `POST /v1/closures`, as sent.
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, utoipa::ToSchema)]
 pub struct RequestInput {
     pub item_id: Option<Uuid>,
     pub outcome: Option<String>,
@@ -17,7 +17,7 @@ pub struct RequestInput {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Clone, Default, utoipa::ToSchema)]
 pub struct ChecklistInput {
     pub no_illegal_residents: Option<bool>,
     pub no_garbage_or_unsafe_partitions: Option<bool>,
@@ -25,7 +25,7 @@ pub struct ChecklistInput {
     pub layout_restored: Option<bool>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, utoipa::ToSchema)]
 pub struct EvidenceInput {
     pub kind: Option<String>,
     pub uri: Option<String>,

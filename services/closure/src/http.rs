@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use qingling_shared::http::{JsonBody, PathId, QueryParams};
 use qingling_shared::store::{self as events, StoreError};
@@ -13,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::Notify;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::domain::{self, Closure, DomainError, RequestInput};
@@ -33,13 +33,14 @@ impl FromRef<AppState> for JwtKeys {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/closures", post(request).get(list))
-        .route("/v1/closures/{id}", get(detail))
-        .route("/v1/closures/{id}/approve", post(approve))
-        .route("/v1/closures/{id}/reject", post(reject))
+pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .routes(routes!(request, list))
+        .routes(routes!(detail))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
         .with_state(state)
+        .split_for_parts()
 }
 
 impl From<DomainError> for ApiError {
@@ -65,6 +66,17 @@ fn closure_json(r: &ClosureRow) -> Value {
     })
 }
 
+#[utoipa::path(post, path = "/v1/closures", tag = "closures", security(("bearer" = [])),
+    request_body = RequestInput,
+    responses(
+        (status = 201, description = "filed; pending review", body = serde_json::Value),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such item (or not yet known here)", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "the item is not acknowledged, or a request is pending or approved", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 /// 销账申请: a street asks to write off its acknowledged item.
 async fn request(
     State(s): State<AppState>,
@@ -141,6 +153,14 @@ async fn visible(s: &AppState, caller: &Caller, id: Uuid) -> Result<ClosureRow, 
     Ok(row)
 }
 
+#[utoipa::path(get, path = "/v1/closures/{id}", tag = "closures", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "write-off request id")),
+    responses(
+        (status = 200, description = "the request with its history", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such write-off request", body = qingling_shared::openapi::Problem)
+    ))]
 async fn detail(
     State(s): State<AppState>,
     caller: Caller,
@@ -158,13 +178,22 @@ async fn detail(
     Ok(Json(v))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     status: Option<String>,
     street: Option<String>,
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/closures", tag = "closures", security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "requests, newest first", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 async fn list(
     State(s): State<AppState>,
     caller: Caller,
@@ -210,7 +239,7 @@ async fn list(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct ReviewBody {
     note: Option<String>,
     reason: Option<String>,
@@ -268,6 +297,17 @@ async fn review(
     }
 }
 
+#[utoipa::path(post, path = "/v1/closures/{id}/approve", tag = "closures", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "write-off request id")),
+    request_body(content = Option<ReviewBody>, description = "optional `{\"note\": …}`"),
+    responses(
+        (status = 200, description = "approved: the ledger writes the item off (销账)", body = serde_json::Value),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such write-off request", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "no longer pending (reviewed already)", body = qingling_shared::openapi::Problem)
+    ))]
 /// The body is optional here (`{"note": …}`); when present it must be JSON.
 async fn approve(
     State(s): State<AppState>,
@@ -290,6 +330,18 @@ async fn approve(
     review(&s, &caller, id, body, true).await
 }
 
+#[utoipa::path(post, path = "/v1/closures/{id}/reject", tag = "closures", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "write-off request id")),
+    request_body = ReviewBody,
+    responses(
+        (status = 200, description = "rejected with a reason; the street may file again", body = serde_json::Value),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such write-off request", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "no longer pending (reviewed already)", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 async fn reject(
     State(s): State<AppState>,
     caller: Caller,

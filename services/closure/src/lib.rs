@@ -18,6 +18,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
         include_str!("../../../migrations/closure/0002_closures.sql"),
     )],
     listens_to: &["ledger"],
+    description: "Write-off requests (销账申请) with the 三无一恢复 checklist and evidence, and their review.",
 };
 
 pub async fn run() -> anyhow::Result<()> {

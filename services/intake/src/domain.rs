@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 /// The body of `POST /v1/complaints`, as sent. Required fields are options here so that a missing
 /// one is reported with the others (422), not as a parse failure.
-#[derive(Debug, Deserialize, Serialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, Clone, utoipa::ToSchema)]
 pub struct ComplaintInput {
     pub district: Option<String>,
     pub street: Option<String>,
@@ -22,7 +22,7 @@ pub struct ComplaintInput {
     pub received_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Deserialize, Serialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, Clone, utoipa::ToSchema)]
 pub struct PointInput {
     pub community: Option<String>,
     pub building: Option<String>,
@@ -31,7 +31,7 @@ pub struct PointInput {
     pub point_id: Option<Uuid>,
 }
 
-#[derive(Debug, Deserialize, Serialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, Clone, utoipa::ToSchema)]
 pub struct CallerInput {
     pub name: Option<String>,
     pub phone: Option<String>,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{SubsecRound, Utc};
 use qingling_shared::config::Limits;
@@ -17,10 +16,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::Notify;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::domain::{self, ComplaintInput, Satisfaction, Status};
-use crate::{projector, store};
+use crate::{open311, projector, store};
 use serde::Deserialize;
 
 #[derive(Clone)]
@@ -31,6 +31,8 @@ pub struct AppState {
     pub catalog: Catalog,
     pub limits: Limits,
     pub relay_wake: Arc<Notify>,
+    /// Open311 api keys (`QINGLING_OPEN311_KEYS`).
+    pub open311_keys: open311::ApiKeys,
 }
 
 impl FromRef<AppState> for JwtKeys {
@@ -39,21 +41,40 @@ impl FromRef<AppState> for JwtKeys {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/complaints", post(create_complaint))
-        .route("/v1/complaints/{id}", get(get_complaint))
-        .route("/v1/complaints/{id}/return", post(return_complaint))
-        .route("/v1/complaints/{id}/dispatch", post(redispatch))
-        .route("/v1/complaints/{id}/follow-up", post(follow_up))
-        .route("/v1/metrics/streets", get(street_metrics))
-        .route("/v1/orgs", get(orgs))
-        .route("/v1/catalog", get(catalog))
+pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .routes(routes!(create_complaint))
+        .routes(routes!(get_complaint))
+        .routes(routes!(return_complaint))
+        .routes(routes!(redispatch))
+        .routes(routes!(follow_up))
+        .routes(routes!(street_metrics))
+        .routes(routes!(orgs))
+        .routes(routes!(catalog))
+        // Open311 GeoReport v2 (CONTRACT §8). Segments are `<name>.<json|xml>`: the handlers split
+        // off the format, as axum cannot route on a suffix.
+        .routes(routes!(open311::collection, open311::create_request))
+        .routes(routes!(open311::service_definition))
+        .routes(routes!(open311::request))
+        .routes(routes!(open311::request_alias))
         .with_state(state)
+        .split_for_parts()
 }
 
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
+#[utoipa::path(post, path = "/v1/complaints", tag = "complaints", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and body answer the first result again (200), never a second complaint")),
+    request_body = ComplaintInput,
+    responses(
+        (status = 201, description = "registered and dispatched (派单) to its street", body = serde_json::Value),
+        (status = 200, description = "a repeat of an Idempotency-Key: the first answer", body = serde_json::Value),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 415, description = "not application/json", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 /// 接诉: register a complaint and dispatch it to its street.
 async fn create_complaint(
     State(s): State<AppState>,
@@ -61,7 +82,6 @@ async fn create_complaint(
     headers: HeaderMap,
     JsonBody(input): JsonBody<ComplaintInput>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Operator])?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -79,6 +99,20 @@ async fn create_complaint(
             Some(k)
         }
     };
+    let (status, body) = register_complaint(&s, &caller, input, key).await?;
+    Ok((status, Json(body)).into_response())
+}
+
+/// The core of 接诉, shared by `POST /v1/complaints` and Open311's `POST requests`: checks the
+/// caller and the input, appends `complaint_received` and `complaint_dispatched`, and answers
+/// 201 with the new complaint, or 200 with the first answer when `key` was used before.
+pub async fn register_complaint(
+    s: &AppState,
+    caller: &Caller,
+    input: ComplaintInput,
+    key: Option<String>,
+) -> Result<(StatusCode, Value), ApiError> {
+    caller.require(&[Role::Operator])?;
     let request_hash = hex::encode(Sha256::digest(
         serde_json::to_vec(&input).unwrap_or_default(),
     ));
@@ -133,10 +167,13 @@ async fn create_complaint(
     events::write(&mut tx, &mut new).await?;
     tx.commit().await?;
     s.relay_wake.notify_one();
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, body))
 }
 
-fn replay(saved: store::SavedResponse, request_hash: &str) -> Result<Response, ApiError> {
+fn replay(
+    saved: store::SavedResponse,
+    request_hash: &str,
+) -> Result<(StatusCode, Value), ApiError> {
     if saved.request_hash != request_hash {
         return Err(ApiError::invalid_field(
             "Idempotency-Key",
@@ -145,9 +182,17 @@ fn replay(saved: store::SavedResponse, request_hash: &str) -> Result<Response, A
     }
     // A replay answers 200: the complaint exists already.
     let _ = saved.status;
-    Ok((StatusCode::OK, Json(saved.response)).into_response())
+    Ok((StatusCode::OK, saved.response))
 }
 
+#[utoipa::path(get, path = "/v1/complaints/{id}", tag = "complaints", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "complaint id")),
+    responses(
+        (status = 200, description = "the complaint, its status and history; the caller's phone masked", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such complaint", body = qingling_shared::openapi::Problem)
+    ))]
 async fn get_complaint(
     State(s): State<AppState>,
     caller: Caller,
@@ -184,10 +229,20 @@ async fn complaint_json(s: &AppState, id: Uuid) -> Result<Json<Value>, ApiError>
     })))
 }
 
+#[utoipa::path(get, path = "/v1/orgs", tag = "directory", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "districts and their streets/townships", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem)
+    ))]
 async fn orgs(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(serde_json::to_value(s.orgs.directory()).unwrap_or_default())
 }
 
+#[utoipa::path(get, path = "/v1/catalog", tag = "directory", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "complaint categories", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem)
+    ))]
 async fn catalog(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(serde_json::to_value(s.catalog.doc()).unwrap_or_default())
 }
@@ -227,11 +282,23 @@ fn status_of(row: &store::ComplaintRow) -> Status {
     Status::parse(&row.status).unwrap_or(Status::Dispatched)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ReturnBody {
     reason: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/complaints/{id}/return", tag = "complaints", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "complaint id")),
+    request_body = ReturnBody,
+    responses(
+        (status = 200, description = "returned to the operator", body = serde_json::Value),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such complaint", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "not allowed in the complaint's current state", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 /// 退单: the street sends back a complaint that is not its own, before acknowledging it.
 async fn return_complaint(
     State(s): State<AppState>,
@@ -262,11 +329,23 @@ async fn return_complaint(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct DispatchBody {
     street: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/complaints/{id}/dispatch", tag = "complaints", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "complaint id")),
+    request_body = DispatchBody,
+    responses(
+        (status = 200, description = "dispatched to the new street", body = serde_json::Value),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such complaint", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "not allowed in the complaint's current state", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 /// Re-dispatch (改派) a returned complaint to another street; it is registered there afresh.
 async fn redispatch(
     State(s): State<AppState>,
@@ -312,12 +391,24 @@ async fn redispatch(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct FollowUpBody {
     satisfaction: Option<String>,
     note: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/complaints/{id}/follow-up", tag = "complaints", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "complaint id")),
+    request_body = FollowUpBody,
+    responses(
+        (status = 200, description = "satisfaction recorded", body = serde_json::Value),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such complaint", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "not allowed in the complaint's current state", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 /// 回访: the operator calls the citizen back after the write-off, once.
 async fn follow_up(
     State(s): State<AppState>,
@@ -350,12 +441,21 @@ async fn follow_up(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MetricsQuery {
     district: Option<String>,
     month: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/metrics/streets", tag = "metrics", security(("bearer" = [])),
+    params(MetricsQuery),
+    responses(
+        (status = 200, description = "响应率, 解决率, 满意率 per street for the month", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 /// Monthly 三率 per street, from the counters the event handlers keep.
 async fn street_metrics(
     State(s): State<AppState>,

@@ -3,6 +3,7 @@
 pub mod consumer;
 pub mod domain;
 pub mod http;
+pub mod open311;
 pub mod projector;
 pub mod store;
 
@@ -18,6 +19,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
         include_str!("../../../migrations/intake/0002_complaints.sql"),
     )],
     listens_to: &["ledger"],
+    description: "Complaints (接诉), dispatch (派单), returns, follow-up (回访), monthly street metrics, and Open311 GeoReport v2.",
 };
 
 pub async fn run() -> anyhow::Result<()> {
@@ -29,6 +31,7 @@ pub async fn run() -> anyhow::Result<()> {
         catalog: Catalog::load()?,
         limits: rt.config.limits,
         relay_wake: rt.relay_wake.clone(),
+        open311_keys: open311::ApiKeys::from_env()?,
     };
     rt.serve(&SPEC, http::router(state), consumer::LedgerEvents)
         .await

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{SubsecRound, Utc};
 use qingling_shared::config::Limits;
@@ -20,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::Notify;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::app::{self, CommandError};
@@ -47,26 +47,21 @@ impl FromRef<AppState> for JwtKeys {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/ledger/items", get(list_items).post(inspection_find))
-        .route("/v1/ledger/items/{id}", get(get_item))
-        .route("/v1/ledger/items/{id}/acknowledge", post(acknowledge))
-        .route("/v1/ledger/items/{id}/extension", post(request_extension))
-        .route(
-            "/v1/ledger/items/{id}/extension/approve",
-            post(approve_extension),
-        )
-        .route(
-            "/v1/ledger/items/{id}/extension/reject",
-            post(reject_extension),
-        )
-        .route("/v1/ledger/imports", post(crate::import::import_item))
-        .route("/v1/ledger/summary", get(summary))
-        .route("/v1/ledger/stream", get(stream))
-        .route("/", get(dashboard))
-        .route("/v1/ledger/entries", get(entries))
+pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .routes(routes!(list_items, inspection_find))
+        .routes(routes!(get_item))
+        .routes(routes!(acknowledge))
+        .routes(routes!(request_extension))
+        .routes(routes!(approve_extension))
+        .routes(routes!(reject_extension))
+        .routes(routes!(crate::import::import_item))
+        .routes(routes!(summary))
+        .routes(routes!(stream))
+        .routes(routes!(dashboard))
+        .routes(routes!(entries))
         .with_state(state)
+        .split_for_parts()
 }
 
 impl From<CommandError> for ApiError {
@@ -125,6 +120,14 @@ async fn visible_item(s: &AppState, caller: &Caller, id: Uuid) -> Result<ItemRow
     Ok(row)
 }
 
+#[utoipa::path(get, path = "/v1/ledger/items/{id}", tag = "items", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "item id")),
+    responses(
+        (status = 200, description = "the item with its history", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such item", body = qingling_shared::openapi::Problem)
+    ))]
 async fn get_item(
     State(s): State<AppState>,
     caller: Caller,
@@ -169,6 +172,15 @@ async fn item_command(
     Ok(Json(item_detail(&mut c, &row).await?))
 }
 
+#[utoipa::path(post, path = "/v1/ledger/items/{id}/acknowledge", tag = "items", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "item id")),
+    responses(
+        (status = 200, description = "acknowledged (签收)", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such item", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "not allowed in the item's current state", body = qingling_shared::openapi::Problem)
+    ))]
 /// 签收.
 async fn acknowledge(
     State(s): State<AppState>,
@@ -178,12 +190,24 @@ async fn acknowledge(
     item_command(&s, &caller, Role::Street, id, |i| i.acknowledge(Utc::now())).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ExtensionBody {
     until: Option<chrono::DateTime<Utc>>,
     reason: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/ledger/items/{id}/extension", tag = "items", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "item id")),
+    request_body = ExtensionBody,
+    responses(
+        (status = 200, description = "extension requested", body = serde_json::Value),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such item", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "not allowed in the item's current state", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 /// 延期申请: the street asks once, before resolve-by, for a later date.
 async fn request_extension(
     State(s): State<AppState>,
@@ -203,6 +227,15 @@ async fn request_extension(
     .await
 }
 
+#[utoipa::path(post, path = "/v1/ledger/items/{id}/extension/approve", tag = "items", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "item id")),
+    responses(
+        (status = 200, description = "extension approved; resolve-by moved", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such item", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "not allowed in the item's current state", body = qingling_shared::openapi::Problem)
+    ))]
 async fn approve_extension(
     State(s): State<AppState>,
     caller: Caller,
@@ -211,11 +244,23 @@ async fn approve_extension(
     item_command(&s, &caller, Role::Reviewer, id, |i| i.approve_extension()).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ReasonBody {
     reason: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/ledger/items/{id}/extension/reject", tag = "items", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "item id")),
+    request_body = ReasonBody,
+    responses(
+        (status = 200, description = "extension rejected", body = serde_json::Value),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 404, description = "no such item", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "not allowed in the item's current state", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 async fn reject_extension(
     State(s): State<AppState>,
     caller: Caller,
@@ -229,14 +274,14 @@ async fn reject_extension(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct FindBody {
     category: Option<String>,
     point: Option<FindPoint>,
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct FindPoint {
     community: Option<String>,
     building: Option<String>,
@@ -244,6 +289,16 @@ struct FindPoint {
     address: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/ledger/items", tag = "items", security(("bearer" = [])),
+    request_body = FindBody,
+    responses(
+        (status = 201, description = "registered and acknowledged", body = serde_json::Value),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "the point already has an open item of the category (`item_id` names it)", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 /// 主动发现: an item the street found itself. It is registered and, being the street's own find,
 /// taken on (acknowledged) at once; the resolve limit runs from now.
 async fn inspection_find(
@@ -365,7 +420,8 @@ async fn inspection_find(
     Ok((StatusCode::CREATED, Json(item_detail(&mut c, &row).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     street: Option<String>,
     status: Option<String>,
@@ -375,6 +431,14 @@ struct ListQuery {
     overdue: Option<bool>,
 }
 
+#[utoipa::path(get, path = "/v1/ledger/items", tag = "items", security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "a page of items (`items`, `next_cursor`)", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 async fn list_items(
     State(s): State<AppState>,
     caller: Caller,
@@ -459,7 +523,8 @@ async fn list_items(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SummaryQuery {
     district: Option<String>,
     category: Option<String>,
@@ -496,6 +561,14 @@ fn readable_district(
     Ok(district)
 }
 
+#[utoipa::path(get, path = "/v1/ledger/summary", tag = "ledger", security(("bearer" = [])),
+    params(SummaryQuery),
+    responses(
+        (status = 200, description = "open counts, totals, overdue and dynamic-zero marks per street", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 /// 动态清零: per street and for the district.
 async fn summary(
     State(s): State<AppState>,
@@ -529,7 +602,8 @@ fn visible_summary(caller: &Caller, full: &Value) -> Value {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
     district: Option<String>,
     category: Option<String>,
@@ -537,6 +611,14 @@ struct StreamQuery {
     access_token: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/ledger/stream", tag = "ledger", security(("bearer" = [])),
+    params(StreamQuery),
+    responses(
+        (status = 200, description = "text/event-stream of `summary` events", content_type = "text/event-stream"),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 /// Server-Sent Events: `summary` on connect and within a second of every change; keep-alive
 /// comments every 15 s so proxies keep idle streams open.
 async fn stream(
@@ -576,11 +658,15 @@ async fn stream(
 }
 
 /// The district dashboard: one self-contained page that asks for a token and follows the stream.
+/// The district office's live dashboard (HTML; the token goes in the URL fragment).
+#[utoipa::path(get, path = "/", tag = "ledger",
+    responses((status = 200, description = "the dashboard page", content_type = "text/html")))]
 async fn dashboard() -> Html<&'static str> {
     Html(include_str!("../static/dashboard.html"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EntriesQuery {
     district: Option<String>,
     street: Option<String>,
@@ -605,6 +691,14 @@ const CSV_HEADER: [&str; 12] = [
 ];
 
 /// 台账流水: registrations and write-offs in the order they happened, as JSON or CSV.
+#[utoipa::path(get, path = "/v1/ledger/entries", tag = "ledger", security(("bearer" = [])),
+    params(EntriesQuery),
+    responses(
+        (status = 200, description = "the journal (台账流水): JSON page, CSV (UTF-8 with BOM) or .xlsx by `format` or Accept", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 async fn entries(
     State(s): State<AppState>,
     caller: Caller,

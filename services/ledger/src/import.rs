@@ -21,7 +21,7 @@ use crate::store;
 /// Namespace of imported items' ids.
 const IMPORT_NAMESPACE: Uuid = Uuid::from_u128(0x7169_6e67_6c69_6e67_2d69_6d70_6f72_7401);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ImportRow {
     pub district: Option<String>,
     pub street: Option<String>,
@@ -38,6 +38,16 @@ pub struct ImportRow {
 /// `POST /v1/ledger/imports` (role reviewer of the district): 201 with the new item, 200 with the
 /// item a previous import of the same row registered, 409 when the point already has another open
 /// item of the category.
+#[utoipa::path(post, path = "/v1/ledger/imports", tag = "items", security(("bearer" = [])),
+    request_body = ImportRow,
+    responses(
+        (status = 201, description = "registered with source `import`", body = serde_json::Value),
+        (status = 200, description = "this row was imported before: nothing new", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
+        (status = 403, description = "not a reviewer of the district", body = qingling_shared::openapi::Problem),
+        (status = 409, description = "the point already has another open item (`item_id`)", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
 pub async fn import_item(
     State(s): State<AppState>,
     caller: Caller,

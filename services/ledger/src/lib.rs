@@ -24,6 +24,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
         include_str!("../../../migrations/ledger/0002_items.sql"),
     )],
     listens_to: &["intake", "closure"],
+    description: "The dynamic ledger (动态台账): items, 上账, 签收, 销账, dynamic-zero summary, live stream, journal, import.",
 };
 
 pub async fn run() -> anyhow::Result<()> {

@@ -1,0 +1,143 @@
+//! `GET /openapi.json`: every route each service serves is in its document, and every documented
+//! operation is served; bearer auth and the problem document are described.
+
+use qingling_tests::TestEnv;
+use reqwest::{Method, StatusCode};
+
+/// Every route the services serve (method, path as in the document).
+const ROUTES: [(&str, &[(&str, &str)]); 3] = [
+    (
+        "intake",
+        &[
+            ("post", "/v1/complaints"),
+            ("get", "/v1/complaints/{id}"),
+            ("post", "/v1/complaints/{id}/return"),
+            ("post", "/v1/complaints/{id}/dispatch"),
+            ("post", "/v1/complaints/{id}/follow-up"),
+            ("get", "/v1/metrics/streets"),
+            ("get", "/v1/orgs"),
+            ("get", "/v1/catalog"),
+            ("get", "/open311/v2/{file}"),
+            ("post", "/open311/v2/{file}"),
+            ("get", "/open311/v2/services/{file}"),
+            ("get", "/open311/v2/requests/{file}"),
+            ("get", "/open311/v2/request/{file}"),
+        ],
+    ),
+    (
+        "ledger",
+        &[
+            ("get", "/v1/ledger/items"),
+            ("post", "/v1/ledger/items"),
+            ("get", "/v1/ledger/items/{id}"),
+            ("post", "/v1/ledger/items/{id}/acknowledge"),
+            ("post", "/v1/ledger/items/{id}/extension"),
+            ("post", "/v1/ledger/items/{id}/extension/approve"),
+            ("post", "/v1/ledger/items/{id}/extension/reject"),
+            ("post", "/v1/ledger/imports"),
+            ("get", "/v1/ledger/summary"),
+            ("get", "/v1/ledger/stream"),
+            ("get", "/v1/ledger/entries"),
+            ("get", "/"),
+        ],
+    ),
+    (
+        "closure",
+        &[
+            ("post", "/v1/closures"),
+            ("get", "/v1/closures"),
+            ("get", "/v1/closures/{id}"),
+            ("post", "/v1/closures/{id}/approve"),
+            ("post", "/v1/closures/{id}/reject"),
+        ],
+    ),
+];
+
+const COMMON: [(&str, &str); 3] = [
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+#[tokio::test]
+async fn every_route_is_documented_and_every_documented_route_is_served() {
+    let env = TestEnv::start().await;
+    for (svc, routes) in ROUTES {
+        let (status, doc) = qingling_tests::read(
+            env.http
+                .get(env.url(svc, "/openapi.json"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+        assert_eq!(doc["info"]["title"], format!("qingling-{svc}"));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer",
+            "{svc}: bearer auth described"
+        );
+        assert!(doc["components"]["schemas"]["Problem"].is_object());
+
+        let mut documented: Vec<(String, String)> = vec![];
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if let Some(op) = item.get(method) {
+                    documented.push((method.into(), path.clone()));
+                    // Errors are described, and protected operations say how to authenticate.
+                    let responses = op["responses"].as_object().unwrap();
+                    assert!(!responses.is_empty(), "{svc} {method} {path}");
+                    if path.starts_with("/v1/") {
+                        assert!(
+                            op["security"].is_array(),
+                            "{svc} {method} {path} has no security"
+                        );
+                        assert!(
+                            responses.contains_key("401"),
+                            "{svc} {method} {path} lacks its 401"
+                        );
+                    }
+                }
+            }
+        }
+        let mut served: Vec<(String, String)> = routes
+            .iter()
+            .chain(COMMON.iter())
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        documented.sort();
+        served.sort();
+        assert_eq!(
+            documented, served,
+            "{svc}: the document and the routes differ"
+        );
+
+        // Each documented operation is really there (not the fallback's 404, not a 405).
+        for (method, path) in &documented {
+            let concrete = path
+                .replace("{id}", &uuid::Uuid::now_v7().to_string())
+                .replace("{file}", "nothing.json");
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = env
+                .http
+                .request(m, env.url(svc, &concrete))
+                .timeout(std::time::Duration::from_secs(3))
+                .send()
+                .await;
+            let Ok(r) = r else { continue }; // the SSE stream may hold the line open
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            assert_ne!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{svc} {method} {path}"
+            );
+            assert!(
+                !body.contains("no such route"),
+                "{svc} {method} {path} is documented but not served"
+            );
+        }
+    }
+    env.cleanup().await;
+}
