@@ -2,19 +2,19 @@
 //! under load. PostgreSQL and NATS are real; outages are staged with a TCP proxy in front of
 //! them, so the servers other tests share are never touched.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qingling_shared::Role;
 use qingling_tests::proxy::{host_port, FaultProxy};
-use qingling_tests::{complaint, eventually, nats_url, pg_base, read, rectified, TestEnv};
+use qingling_tests::{complaint, eventually, nats_url, pg_base, read, TestEnv};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::consuming::consumers_idle;
-use crate::{complaint_status, register, street_row};
+use crate::load::{assert_each_once, Load, Urls};
+use crate::{complaint_status, register};
 
 const LONG: Duration = Duration::from_secs(40);
 
@@ -187,151 +187,11 @@ async fn while_postgres_is_down_requests_get_503_quickly_and_the_services_recove
     env.cleanup().await;
 }
 
-/// One client of the load: retries a request on transport errors and 503 until it gets an answer.
-async fn send(req: impl Fn() -> reqwest::RequestBuilder) -> Option<(StatusCode, Value)> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        match req().send().await {
-            Ok(r) if r.status() != StatusCode::SERVICE_UNAVAILABLE => return Some(read(r).await),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    None
-}
-
 #[tokio::test]
 async fn services_killed_at_random_moments_lose_and_double_nothing() {
     let env = TestEnv::start_on_fixed_ports(&[]).await;
-    let urls: HashMap<&str, String> = ["intake", "ledger", "closure"]
-        .iter()
-        .map(|s| (*s, env.svc(s).url.clone()))
-        .collect();
-    let (op, rv, dist) = (
-        env.token(Role::Operator, "tongzhou"),
-        env.token(Role::Reviewer, "tongzhou"),
-        env.token(Role::District, "tongzhou"),
-    );
-    let streets = ["jiukeshu", "yongshun", "zhongcang", "xinhua", "beiyuan"];
-    let street_tokens: HashMap<&str, String> = streets
-        .iter()
-        .map(|s| (*s, env.token(Role::Street, s)))
-        .collect();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let running = Arc::new(AtomicBool::new(true));
-
-    // Complaints: 4 clients, each retrying with its Idempotency-Key until answered.
-    let mut complaint_tasks = vec![];
-    for w in 0..4 {
-        let (http, url, op) = (http.clone(), urls["intake"].clone(), op.clone());
-        complaint_tasks.push(tokio::spawn(async move {
-            let mut accepted = vec![];
-            for i in 0..30 {
-                // Every fourth call repeats an earlier basement: it must link, not register.
-                let n = if i % 4 == 3 { i - 1 } else { i };
-                let body = complaint(
-                    streets[(w + n) % streets.len()],
-                    "压测小区",
-                    "1",
-                    &format!("B{w}-{n}"),
-                );
-                let key = uuid::Uuid::now_v7().to_string();
-                let answer = send(|| {
-                    http.post(format!("{url}/v1/complaints"))
-                        .bearer_auth(&op)
-                        .header("Idempotency-Key", &key)
-                        .json(&body)
-                })
-                .await;
-                if let Some((status, c)) = answer {
-                    assert!(
-                        status == StatusCode::CREATED || status == StatusCode::OK,
-                        "{status}: {c}"
-                    );
-                    accepted.push(c["complaint_id"].as_str().unwrap().to_string());
-                }
-            }
-            accepted
-        }));
-    }
-    // Write-offs: acknowledge, request and approve what is on the ledger, retrying through crashes.
-    let writeoffs = {
-        let (http, urls, rv, dist, tokens, running) = (
-            http.clone(),
-            urls.clone(),
-            rv.clone(),
-            dist.clone(),
-            street_tokens.clone(),
-            running.clone(),
-        );
-        tokio::spawn(async move {
-            let mut approved: HashSet<String> = HashSet::new();
-            while running.load(Ordering::SeqCst) {
-                let Some((_, list)) = send(|| {
-                    http.get(format!(
-                        "{}/v1/ledger/items?status=open&limit=20",
-                        urls["ledger"]
-                    ))
-                    .bearer_auth(&dist)
-                })
-                .await
-                else {
-                    continue;
-                };
-                for it in list["items"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .take(3)
-                {
-                    let (id, street) = (
-                        it["item_id"].as_str().unwrap().to_string(),
-                        it["street"].as_str().unwrap().to_string(),
-                    );
-                    let st = &tokens[street.as_str()];
-                    if it["status"] == "registered" {
-                        send(|| {
-                            http.post(format!(
-                                "{}/v1/ledger/items/{id}/acknowledge",
-                                urls["ledger"]
-                            ))
-                            .bearer_auth(st)
-                        })
-                        .await;
-                    }
-                    let Some((status, c)) = send(|| {
-                        http.post(format!("{}/v1/closures", urls["closure"]))
-                            .bearer_auth(st)
-                            .json(&rectified(&id))
-                    })
-                    .await
-                    else {
-                        continue;
-                    };
-                    if status != StatusCode::CREATED {
-                        continue; // not yet known as acknowledged, or a request is pending already
-                    }
-                    let closure = c["closure_id"].as_str().unwrap().to_string();
-                    if let Some((status, _)) = send(|| {
-                        http.post(format!("{}/v1/closures/{closure}/approve", urls["closure"]))
-                            .bearer_auth(&rv)
-                            .json(&json!({}))
-                    })
-                    .await
-                    {
-                        if status == StatusCode::OK || status == StatusCode::CONFLICT {
-                            approved.insert(closure);
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            approved
-        })
-    };
+    // Restarted services keep their addresses: the clients retry the same URL.
+    let load = Load::start(&env, Urls::of(&env), 4, 30, "压测小区");
 
     // Kill each service in turn, twice, at random moments.
     let mut env = env;
@@ -345,106 +205,12 @@ async fn services_killed_at_random_moments_lose_and_double_nothing() {
         env.restart(name, &[]).await;
         kills += 1;
     }
-    let mut accepted = vec![];
-    for t in complaint_tasks {
-        accepted.extend(t.await.unwrap());
-    }
-    running.store(false, Ordering::SeqCst);
-    let _ = writeoffs.await.unwrap();
+    let (accepted, approvals_seen) = load.finish().await;
     consumers_idle(&env).await;
-
-    // Every accepted complaint is in intake's log once, and registered or linked once.
-    let unique: HashSet<&String> = accepted.iter().collect();
-    assert_eq!(
-        unique.len(),
-        120,
-        "every call was answered once, across {kills} crashes"
-    );
-    let received: i64 =
-        sqlx::query_scalar("select count(*) from events where event_type = 'complaint_received'")
-            .fetch_one(&mut env.db("intake").await)
-            .await
-            .unwrap();
-    assert_eq!(received, 120);
-    let placed: Vec<(String, i64)> = sqlx::query_as(
-        "select data->>'complaint_id', count(*) from events where event_type in ('item_registered', 'complaint_linked') and data->>'complaint_id' is not null group by 1",
-    )
-    .fetch_all(&mut env.db("ledger").await)
-    .await
-    .unwrap();
-    assert_eq!(placed.len(), 120, "every complaint reached the ledger");
-    assert!(
-        placed.iter().all(|(_, n)| *n == 1),
-        "none registered or linked twice"
-    );
-    let linked: i64 =
-        sqlx::query_scalar("select count(*) from events where event_type = 'complaint_linked'")
-            .fetch_one(&mut env.db("ledger").await)
-            .await
-            .unwrap();
-    assert!(linked > 0, "repeat calls linked");
-    // Every approval is applied once.
-    let approvals: Vec<String> = sqlx::query_scalar(
-        "select data->>'closure_id' from events where event_type = 'closure_approved'",
-    )
-    .fetch_all(&mut env.db("closure").await)
-    .await
-    .unwrap();
-    assert!(!approvals.is_empty(), "write-offs ran during the crashes");
-    let offs: Vec<(String, i64)> = sqlx::query_as("select data->>'closure_id', count(*) from events where event_type = 'item_written_off' group by 1")
-        .fetch_all(&mut env.db("ledger").await)
-        .await
-        .unwrap();
-    assert_eq!(offs.len(), approvals.len());
-    assert!(offs.iter().all(|(c, n)| *n == 1 && approvals.contains(c)));
-    // The journal and the summary agree, and open = registered - written off everywhere.
-    let s = summary(&env).await;
-    let journal: Vec<(String, String, i64)> =
-        sqlx::query_as("select street, kind, count(*) from journal group by 1, 2")
-            .fetch_all(&mut env.db("ledger").await)
-            .await
-            .unwrap();
-    for row in s["streets"].as_array().unwrap() {
-        let street = row["street"].as_str().unwrap();
-        let n = |kind: &str| {
-            journal
-                .iter()
-                .find(|(s, k, _)| s == street && k == kind)
-                .map(|r| r.2)
-                .unwrap_or(0)
-        };
-        assert_eq!(
-            row["registered_total"].as_i64(),
-            Some(n("registration")),
-            "{street}"
-        );
-        assert_eq!(
-            row["written_off_total"].as_i64(),
-            Some(n("write_off")),
-            "{street}"
-        );
-        assert_eq!(
-            row["open"].as_i64().unwrap(),
-            n("registration") - n("write_off")
-        );
-    }
-    assert_eq!(
-        s["written_off_total"].as_u64().unwrap() as usize,
-        approvals.len()
-    );
-    let _ = street_row(&s, "jiukeshu");
-    // Nothing is owed to NATS.
-    for svc in ["intake", "ledger", "closure"] {
-        let mut c = env.db(svc).await;
-        let (cursor, head): (i64, i64) = sqlx::query_as("select (select position from relay_cursor), (select coalesce(max(position), 0) from events)")
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
-        assert_eq!(cursor, head, "{svc} published its whole log");
-    }
+    let approvals = assert_each_once(&env, &accepted, 120, &approvals_seen).await;
     println!(
-        "survived {kills} SIGKILLs; {} complaints, {linked} linked, {} write-offs",
-        unique.len(),
+        "survived {kills} SIGKILLs; {} complaints, {} write-offs",
+        accepted.len(),
         approvals.len()
     );
     env.cleanup().await;

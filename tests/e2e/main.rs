@@ -9,6 +9,7 @@ mod faults;
 mod fuzz;
 mod lifecycle;
 mod live;
+mod load;
 mod main_path;
 mod open311;
 mod openapi;

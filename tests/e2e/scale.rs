@@ -1,18 +1,16 @@
 //! Scale-out: several instances of every service against one PostgreSQL and one NATS (or a
 //! three-node NATS cluster), clients picking an instance at random, instances and brokers dying.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qingling_shared::Role;
 use qingling_tests::cluster::NatsCluster;
-use qingling_tests::{bin_dir, complaint, random_below, read, rectified, TestEnv};
+use qingling_tests::{bin_dir, complaint, rectified, TestEnv};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::consuming::consumers_idle;
+use crate::load::{assert_each_once, Load, Urls};
 use crate::rebuild::snapshot;
 use crate::{complaint_status, item_status, register, request_closure, WAIT};
 
@@ -194,22 +192,6 @@ async fn two_instances_of_every_service_behave_as_one_without_a_load_balancer() 
     env.cleanup().await;
 }
 
-/// One client of the load: sends to a random instance, retrying (same request, same
-/// Idempotency-Key) on transport errors and 503 until it gets an answer.
-async fn send(
-    urls: &[String],
-    req: impl Fn(&str) -> reqwest::RequestBuilder,
-) -> Option<(StatusCode, Value)> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while Instant::now() < deadline {
-        match req(&urls[random_below(urls.len())]).send().await {
-            Ok(r) if r.status() != StatusCode::SERVICE_UNAVAILABLE => return Some(read(r).await),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    None
-}
-
 #[tokio::test]
 async fn a_three_node_nats_cluster_and_two_instances_lose_and_double_nothing_when_nodes_and_instances_die(
 ) {
@@ -217,10 +199,6 @@ async fn a_three_node_nats_cluster_and_two_instances_lose_and_double_nothing_whe
     let mut env = TestEnv::new(&[("QINGLING_NATS_REPLICAS", "3")]);
     env.nats_url = cluster.url();
     env.start_instances(2).await;
-    let urls =
-        |svc: &str| -> Vec<String> { env.instances(svc).iter().map(|s| s.url.clone()).collect() };
-    let (intake, ledger, closure) = (urls("intake"), urls("ledger"), urls("closure"));
-
     // The stream and the consumers are replicated on all three nodes.
     let js = async_nats::jetstream::new(env.nats().await);
     let mut stream = js.get_stream(env.stream_name()).await.unwrap();
@@ -242,119 +220,9 @@ async fn a_three_node_nats_cluster_and_two_instances_lose_and_double_nothing_whe
         );
     }
 
-    let (op, rv, dist) = (
-        env.token(Role::Operator, "tongzhou"),
-        env.token(Role::Reviewer, "tongzhou"),
-        env.token(Role::District, "tongzhou"),
-    );
-    let streets = ["jiukeshu", "yongshun", "zhongcang", "xinhua", "beiyuan"];
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let running = Arc::new(AtomicBool::new(true));
-    const WORKERS: usize = 4;
-    const PER_WORKER: usize = 40;
-    let mut complaint_tasks = vec![];
-    for w in 0..WORKERS {
-        let (http, intake, op) = (http.clone(), intake.clone(), op.clone());
-        complaint_tasks.push(tokio::spawn(async move {
-            let mut accepted = vec![];
-            for i in 0..PER_WORKER {
-                // Every fourth call repeats an earlier basement: it must link, not register.
-                let n = if i % 4 == 3 { i - 1 } else { i };
-                let body = complaint(
-                    streets[(w + n) % streets.len()],
-                    "集群小区",
-                    "1",
-                    &format!("B{w}-{n}"),
-                );
-                let key = uuid::Uuid::now_v7().to_string();
-                let answer = send(&intake, |url| {
-                    http.post(format!("{url}/v1/complaints"))
-                        .bearer_auth(&op)
-                        .header("Idempotency-Key", &key)
-                        .json(&body)
-                })
-                .await;
-                let (status, c) = answer.expect("a complaint was answered within 90 s");
-                assert!(
-                    status == StatusCode::CREATED || status == StatusCode::OK,
-                    "{status}: {c}"
-                );
-                accepted.push(c["complaint_id"].as_str().unwrap().to_string());
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            accepted
-        }));
-    }
-    let writeoffs = {
-        let (http, ledger, closure, rv, dist, running) = (
-            http.clone(),
-            ledger.clone(),
-            closure.clone(),
-            rv.clone(),
-            dist.clone(),
-            running.clone(),
-        );
-        let tokens: Vec<(String, String)> = streets
-            .iter()
-            .map(|s| (s.to_string(), env.token(Role::Street, s)))
-            .collect();
-        tokio::spawn(async move {
-            let mut approved: HashSet<String> = HashSet::new();
-            while running.load(Ordering::SeqCst) {
-                let Some((_, list)) = send(&ledger, |url| {
-                    http.get(format!("{url}/v1/ledger/items?status=open&limit=20"))
-                        .bearer_auth(&dist)
-                })
-                .await
-                else {
-                    continue;
-                };
-                for it in list["items"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .take(3)
-                {
-                    let id = it["item_id"].as_str().unwrap().to_string();
-                    let st = &tokens.iter().find(|(s, _)| it["street"] == **s).unwrap().1;
-                    if it["status"] == "registered" {
-                        send(&ledger, |url| {
-                            http.post(format!("{url}/v1/ledger/items/{id}/acknowledge"))
-                                .bearer_auth(st)
-                        })
-                        .await;
-                    }
-                    let Some((StatusCode::CREATED, c)) = send(&closure, |url| {
-                        http.post(format!("{url}/v1/closures"))
-                            .bearer_auth(st)
-                            .json(&rectified(&id))
-                    })
-                    .await
-                    else {
-                        continue; // not yet known as acknowledged, or a request is pending
-                    };
-                    let cid = c["closure_id"].as_str().unwrap().to_string();
-                    if let Some((status, _)) = send(&closure, |url| {
-                        http.post(format!("{url}/v1/closures/{cid}/approve"))
-                            .bearer_auth(&rv)
-                            .json(&json!({}))
-                    })
-                    .await
-                    {
-                        if status == StatusCode::OK || status == StatusCode::CONFLICT {
-                            approved.insert(cid);
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            approved
-        })
-    };
+    // Four operators and a clerk, each request to a random instance.
+    const TOTAL: usize = 4 * 40;
+    let load = Load::start(&env, Urls::of(&env), 4, 40, "集群小区");
 
     // Under that load: the stream's leader node dies; one instance of every service dies; the node
     // returns.
@@ -383,12 +251,7 @@ async fn a_three_node_nats_cluster_and_two_instances_lose_and_double_nothing_whe
     tokio::time::sleep(Duration::from_millis(3000)).await;
     cluster.restart(victim).await;
 
-    let mut accepted = vec![];
-    for t in complaint_tasks {
-        accepted.extend(t.await.unwrap());
-    }
-    running.store(false, Ordering::SeqCst);
-    let approvals_seen = writeoffs.await.unwrap();
+    let (accepted, approvals_seen) = load.finish().await;
     consumers_idle(&env).await;
     // The restarted node caught up: all replicas current again, under a new leader.
     let new_leader = qingling_tests::eventually(
@@ -408,46 +271,7 @@ async fn a_three_node_nats_cluster_and_two_instances_lose_and_double_nothing_whe
     .await;
     assert_ne!(new_leader, leader_name, "the stream changed leader");
 
-    // Every accepted complaint is in intake's log once, and registered or linked once.
-    let unique: HashSet<&String> = accepted.iter().collect();
-    let total = (WORKERS * PER_WORKER) as i64;
-    assert_eq!(unique.len() as i64, total, "every call answered once");
-    assert_eq!(
-        count(
-            &env,
-            "intake",
-            "select count(*) from events where event_type = 'complaint_received'"
-        )
-        .await,
-        total
-    );
-    let placed: Vec<(String, i64)> = sqlx::query_as(
-        "select data->>'complaint_id', count(*) from events where event_type in ('item_registered', 'complaint_linked') and data->>'complaint_id' is not null group by 1",
-    )
-    .fetch_all(&mut env.db("ledger").await)
-    .await
-    .unwrap();
-    assert_eq!(
-        placed.len() as i64,
-        total,
-        "every complaint reached the ledger"
-    );
-    assert!(placed.iter().all(|(_, n)| *n == 1), "none placed twice");
-    // Every approval is applied once.
-    let approvals: Vec<String> = sqlx::query_scalar(
-        "select data->>'closure_id' from events where event_type = 'closure_approved'",
-    )
-    .fetch_all(&mut env.db("closure").await)
-    .await
-    .unwrap();
-    assert!(!approvals.is_empty(), "write-offs ran during the failures");
-    assert!(approvals_seen.iter().all(|c| approvals.contains(c)));
-    let offs: Vec<(String, i64)> = sqlx::query_as("select data->>'closure_id', count(*) from events where event_type = 'item_written_off' group by 1")
-        .fetch_all(&mut env.db("ledger").await)
-        .await
-        .unwrap();
-    assert_eq!(offs.len(), approvals.len());
-    assert!(offs.iter().all(|(c, n)| *n == 1 && approvals.contains(c)));
+    let approvals = assert_each_once(&env, &accepted, TOTAL, &approvals_seen).await;
     // Each consumer applied each foreign event once; every log is published whole.
     let (ie, le, ce) = (
         env.count_events("intake").await,
@@ -466,16 +290,12 @@ async fn a_three_node_nats_cluster_and_two_instances_lose_and_double_nothing_whe
         count(&env, "closure", "select count(*) from inbox").await,
         le
     );
-    for svc in ["intake", "ledger", "closure"] {
-        let mut c = env.db(svc).await;
-        let (cursor, head): (i64, i64) = sqlx::query_as("select (select position from relay_cursor), (select coalesce(max(position), 0) from events)")
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
-        assert_eq!(cursor, head, "{svc} published its whole log");
-    }
     let (_, s) = env
-        .get("ledger", "/v1/ledger/summary?district=tongzhou", &dist)
+        .get(
+            "ledger",
+            "/v1/ledger/summary?district=tongzhou",
+            &env.token(Role::District, "tongzhou"),
+        )
         .await;
     let registered = count(
         &env,
@@ -506,7 +326,7 @@ async fn a_three_node_nats_cluster_and_two_instances_lose_and_double_nothing_whe
         assert_eq!(&rebuilt[key], rows, "{key} differs from the log's");
     }
     println!(
-        "cluster: {total} complaints, {registered} items, {} write-offs through a NATS node kill and an instance kill per service",
+        "cluster: {TOTAL} complaints, {registered} items, {} write-offs through a NATS node kill and an instance kill per service",
         approvals.len()
     );
     env.cleanup().await;
