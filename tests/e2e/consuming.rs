@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use qingling_shared::Role;
-use qingling_tests::{complaint, eventually, TestEnv};
+use qingling_tests::{complaint, eventually, rectified, TestEnv};
 use reqwest::StatusCode;
 
 use crate::{complaint_status, register, WAIT};
@@ -386,5 +386,64 @@ async fn a_stream_recreated_empty_is_refilled_from_the_sources() {
     ids.extend(post_complaints(&env, "lucheng", 1).await);
     converged(&env, &ids).await;
     assert_eq!(registered_total(&env).await, 5);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_lost_event_whose_successor_arrived_is_published_again() {
+    let mut env = TestEnv::start().await;
+    // closure is down while an item is registered and acknowledged; the broker then loses the
+    // registration but keeps the acknowledgement, which closure will hold back as early.
+    env.svc("closure").signal("KILL");
+    let (_, item) = register(&env, &complaint("xiji", "西集小区", "2", "B1")).await;
+    let st = env.token(Role::Street, "xiji");
+    let (status, _) = env
+        .post(
+            "ledger",
+            &format!("/v1/ledger/items/{item}/acknowledge"),
+            &st,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("the ledger to publish both", WAIT, || async {
+        let (cursor, head): (i64, i64) = sqlx::query_as(
+            "select (select position from relay_cursor), (select max(position) from events)",
+        )
+        .fetch_one(&mut env.db("ledger").await)
+        .await
+        .ok()?;
+        (cursor == head && head >= 2).then_some(())
+    })
+    .await;
+    let js = async_nats::jetstream::new(env.nats().await);
+    let stream = js.get_stream(env.stream_name()).await.unwrap();
+    let registered = stream
+        .get_last_raw_message_by_subject(&format!("{}.ledger.item_registered", env.prefix))
+        .await
+        .unwrap();
+    stream.delete_message(registered.sequence).await.unwrap();
+
+    env.restart("closure", &[]).await;
+    // closure can only accept the write-off request once it has both events, in order.
+    let closure = eventually(
+        "closure to learn the lost registration",
+        Duration::from_secs(40),
+        || async {
+            let (status, r) = env
+                .post("closure", "/v1/closures", &st, &rectified(&item))
+                .await;
+            (status == StatusCode::CREATED).then(|| r["closure_id"].as_str().unwrap().to_string())
+        },
+    )
+    .await;
+    assert!(!closure.is_empty());
+    let heals: i64 = sqlx::query_scalar(
+        "select count(*) from inbox where envelope->>'event_type' = 'item_registered'",
+    )
+    .fetch_one(&mut env.db("closure").await)
+    .await
+    .unwrap();
+    assert_eq!(heals, 1, "applied once");
     env.cleanup().await;
 }
