@@ -1,7 +1,8 @@
 //! One instance at a time: work that must not run twice across a service's instances (the outbox
 //! relay, the deadline watcher, the loss watchdog) runs while its instance holds a PostgreSQL
-//! session advisory lock. PostgreSQL releases the lock the moment the holder's connection ends, so
-//! when the holder dies another instance takes over at its next try.
+//! session advisory lock. PostgreSQL releases the lock the moment the holder's connection ends (at
+//! once when the holder's process dies; within about 11 s when its machine vanishes, by TCP
+//! keepalive), and another instance takes over at its next try.
 
 use std::future::Future;
 use std::time::Duration;
@@ -33,8 +34,8 @@ pub async fn lead<F, Fut>(
         }
         let mut conn = match held.take() {
             Some(c) => c,
-            None => match pool.acquire().await {
-                Ok(c) => c.detach(),
+            None => match lock_connection(&pool).await {
+                Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(role, error = %e, "cannot try for leadership");
                     wait(&mut stop, TRY_EVERY * 4).await;
@@ -81,6 +82,20 @@ pub async fn lead<F, Fut>(
             "lost the leadership lock's connection; following again"
         );
     }
+}
+
+/// A connection of its own for the lock. The server probes it every few seconds and ends the
+/// session (freeing the lock) about 11 s after its holder's machine stops answering; the holder
+/// itself stops leading within 3.5 s of losing the connection (see `lost` above), so a new leader
+/// never starts while the old one still works.
+async fn lock_connection(pool: &PgPool) -> sqlx::Result<PgConnection> {
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::raw_sql(
+        "set tcp_keepalives_idle = 5; set tcp_keepalives_interval = 2; set tcp_keepalives_count = 3",
+    )
+    .execute(&mut conn)
+    .await?;
+    Ok(conn)
 }
 
 async fn try_lock(conn: &mut PgConnection, role: &str) -> sqlx::Result<bool> {

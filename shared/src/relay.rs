@@ -45,7 +45,8 @@ impl Relay {
                     backoff = Duration::from_millis(100);
                     tokio::select! {
                         _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        // Commits on other instances do not wake this one: poll often.
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                         _ = shutdown.changed() => {}
                     }
                 }
