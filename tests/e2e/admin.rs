@@ -145,6 +145,34 @@ async fn an_existing_ledger_is_imported_once_exported_checked_and_rebuilt() {
     .unwrap();
     let before = summary(&env).await;
 
+    // token: a street's token the ledger accepts; none without a secret.
+    let mint = |secret: Option<&str>| {
+        let mut c = tokio::process::Command::new(bin_dir().join("qingling-admin"));
+        c.args([
+            "token", "--role", "street", "--org", "jiukeshu", "--sub", "s-1", "--ttl", "10m",
+        ])
+        .env_remove("QINGLING_DEV")
+        .env_remove("QINGLING_JWT_SECRET");
+        if let Some(secret) = secret {
+            c.env("QINGLING_JWT_SECRET", secret);
+        }
+        c.output()
+    };
+    let out = mint(Some(SECRET)).await.unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (status, _) = env.get("ledger", "/v1/ledger/items", &token).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let (status, _) = env
+        .get("ledger", "/v1/ledger/items?street=yongshun", &token)
+        .await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::FORBIDDEN,
+        "a street reads only its own"
+    );
+    assert!(!mint(None).await.unwrap().status.success());
+
     let (code, report, err) = admin(&env, &["import", xlsx.to_str().unwrap()]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(report["rows"], 6, "{report}");
