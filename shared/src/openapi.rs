@@ -26,6 +26,21 @@ pub struct Problem {
     errors: Option<Vec<crate::FieldError>>,
 }
 
+/// One event of a complaint's, item's or write-off request's history, oldest first.
+#[derive(serde::Serialize, ToSchema)]
+pub struct HistoryEntry {
+    pub event_type: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Who caused it (a token's `sub`, or `system`).
+    pub actor: String,
+    /// The event's version in its stream (items only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// The event's data (CONTRACT §7).
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
 /// Adds the bearer-token scheme.
 pub struct BearerAuth;
 
@@ -70,7 +85,7 @@ fn openapi_doc() {}
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(healthz_doc, metrics_doc, openapi_doc),
-    components(schemas(Problem, crate::FieldError)),
+    components(schemas(Problem, crate::FieldError, HistoryEntry)),
     modifiers(&BearerAuth)
 )]
 struct Common;

@@ -17,6 +17,14 @@ const ROUTES: [(&str, &[(&str, &str)]); 3] = [
             ("get", "/v1/metrics/streets"),
             ("get", "/v1/orgs"),
             ("get", "/v1/catalog"),
+            ("get", "/open311/v2/services.json"),
+            ("post", "/open311/v2/services.json"),
+            ("get", "/open311/v2/services.xml"),
+            ("post", "/open311/v2/services.xml"),
+            ("get", "/open311/v2/requests.json"),
+            ("post", "/open311/v2/requests.json"),
+            ("get", "/open311/v2/requests.xml"),
+            ("post", "/open311/v2/requests.xml"),
             ("get", "/open311/v2/{file}"),
             ("post", "/open311/v2/{file}"),
             ("get", "/open311/v2/services/{file}"),
@@ -79,6 +87,43 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
             "{svc}: bearer auth described"
         );
         assert!(doc["components"]["schemas"]["Problem"].is_object());
+        // The main resources are described field by field (derived from the types served).
+        let schemas = &doc["components"]["schemas"];
+        let wanted: &[(&str, &[&str])] = match svc {
+            "intake" => &[
+                (
+                    "ComplaintView",
+                    &["complaint_id", "status", "caller", "history"],
+                ),
+                ("ComplaintCreated", &["complaint_id", "respond_by"]),
+                (
+                    "Open311Request",
+                    &[
+                        "service_request_id",
+                        "agency_responsible",
+                        "expected_datetime",
+                    ],
+                ),
+                ("Open311ServiceDefinition", &["attributes"]),
+            ],
+            "ledger" => &[
+                ("Item", &["item_id", "status", "overdue", "point"]),
+                ("ItemPage", &["items"]),
+            ],
+            _ => &[
+                ("Closure", &["closure_id", "checklist", "evidence"]),
+                ("ClosureList", &["closures"]),
+            ],
+        };
+        for (name, fields) in wanted {
+            for f in *fields {
+                assert!(
+                    schemas[name]["properties"][f].is_object(),
+                    "{svc}: schema {name} lacks {f}: {}",
+                    schemas[name]
+                );
+            }
+        }
 
         let mut documented: Vec<(String, String)> = vec![];
         for (path, item) in doc["paths"].as_object().unwrap() {
@@ -128,11 +173,19 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
             let Ok(r) = r else { continue }; // the SSE stream may hold the line open
             let status = r.status();
             let body = r.text().await.unwrap_or_default();
-            assert_ne!(
-                status,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "{svc} {method} {path}"
-            );
+            if path.starts_with("/open311/v2/services.") {
+                // Open311 itself answers a POST of the service list with 405, in its own format.
+                assert!(
+                    body.starts_with('[') || body.starts_with('<'),
+                    "{svc} {method} {path}: {body}"
+                );
+            } else {
+                assert_ne!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{svc} {method} {path}"
+                );
+            }
             assert!(
                 !body.contains("no such route"),
                 "{svc} {method} {path} is documented but not served"

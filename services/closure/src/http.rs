@@ -6,6 +6,7 @@ use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use qingling_shared::http::{JsonBody, PathId, QueryParams};
+use qingling_shared::openapi::HistoryEntry;
 use qingling_shared::store::{self as events, StoreError};
 use qingling_shared::{ApiError, Caller, EventMeta, JwtKeys, Orgs, Role};
 use serde::Deserialize;
@@ -57,19 +58,36 @@ fn stream_of(id: Uuid) -> String {
 }
 
 fn closure_json(r: &ClosureRow) -> Value {
-    json!({
-        "closure_id": r.closure_id, "item_id": r.item_id, "district": r.district, "street": r.street,
-        "category": r.category, "outcome": r.outcome, "checklist": r.checklist, "rooms_cleared": r.rooms_cleared,
-        "partition_area_m2": r.partition_area_m2, "evidence": r.evidence, "note": r.note, "status": r.status,
-        "requested_by": r.requested_by, "requested_at": r.requested_at, "reviewed_by": r.reviewed_by,
-        "reviewed_at": r.reviewed_at, "review_note": r.review_note, "reject_reason": r.reject_reason,
-    })
+    serde_json::to_value(r).unwrap_or_default()
+}
+
+/// A write-off request and its history.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ClosureDetail {
+    #[serde(flatten)]
+    closure: ClosureRow,
+    history: Vec<HistoryEntry>,
+}
+
+/// A request just filed.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ClosureCreated {
+    closure_id: Uuid,
+    /// pending
+    status: &'static str,
+    item_id: Uuid,
+}
+
+/// Write-off requests, newest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ClosureList {
+    closures: Vec<ClosureRow>,
 }
 
 #[utoipa::path(post, path = "/v1/closures", tag = "closures", security(("bearer" = [])),
     request_body = RequestInput,
     responses(
-        (status = 201, description = "filed; pending review", body = serde_json::Value),
+        (status = 201, description = "filed; pending review", body = ClosureCreated),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
@@ -141,7 +159,14 @@ async fn request(
     s.relay_wake.notify_one();
     Ok((
         StatusCode::CREATED,
-        Json(json!({"closure_id": id, "status": "pending", "item_id": item.item_id})),
+        Json(
+            serde_json::to_value(ClosureCreated {
+                closure_id: id,
+                status: "pending",
+                item_id: item.item_id,
+            })
+            .unwrap_or_default(),
+        ),
     ))
 }
 
@@ -156,7 +181,7 @@ async fn visible(s: &AppState, caller: &Caller, id: Uuid) -> Result<ClosureRow, 
 #[utoipa::path(get, path = "/v1/closures/{id}", tag = "closures", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "write-off request id")),
     responses(
-        (status = 200, description = "the request with its history", body = serde_json::Value),
+        (status = 200, description = "the request with its history", body = ClosureDetail),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
         (status = 404, description = "no such write-off request", body = qingling_shared::openapi::Problem)
@@ -168,14 +193,25 @@ async fn detail(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Street, Role::Reviewer, Role::District])?;
     let row = visible(&s, &caller, id).await?;
-    let history: Vec<Value> = events::read_stream(&mut *s.pool.acquire().await?, &stream_of(id))
-        .await?
-        .into_iter()
-        .map(|e| json!({"event_type": e.event_type, "at": e.occurred_at, "actor": e.actor, "data": e.data}))
-        .collect();
-    let mut v = closure_json(&row);
-    v["history"] = json!(history);
-    Ok(Json(v))
+    let history: Vec<HistoryEntry> =
+        events::read_stream(&mut *s.pool.acquire().await?, &stream_of(id))
+            .await?
+            .into_iter()
+            .map(|e| HistoryEntry {
+                event_type: e.event_type,
+                at: e.occurred_at,
+                actor: e.actor,
+                version: None,
+                data: e.data,
+            })
+            .collect();
+    Ok(Json(
+        serde_json::to_value(ClosureDetail {
+            closure: row,
+            history,
+        })
+        .unwrap_or_default(),
+    ))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -189,7 +225,7 @@ struct ListQuery {
 #[utoipa::path(get, path = "/v1/closures", tag = "closures", security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "requests, newest first", body = serde_json::Value),
+        (status = 200, description = "requests, newest first", body = ClosureList),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
@@ -235,7 +271,7 @@ async fn list(
     )
     .await?;
     Ok(Json(
-        json!({"closures": rows.iter().map(closure_json).collect::<Vec<_>>()}),
+        serde_json::to_value(ClosureList { closures: rows }).unwrap_or_default(),
     ))
 }
 
@@ -301,7 +337,7 @@ async fn review(
     params(("id" = Uuid, Path, description = "write-off request id")),
     request_body(content = Option<ReviewBody>, description = "optional `{\"note\": …}`"),
     responses(
-        (status = 200, description = "approved: the ledger writes the item off (销账)", body = serde_json::Value),
+        (status = 200, description = "approved: the ledger writes the item off (销账)", body = ClosureRow),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
@@ -334,7 +370,7 @@ async fn approve(
     params(("id" = Uuid, Path, description = "write-off request id")),
     request_body = ReviewBody,
     responses(
-        (status = 200, description = "rejected with a reason; the street may file again", body = serde_json::Value),
+        (status = 200, description = "rejected with a reason; the street may file again", body = ClosureRow),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),

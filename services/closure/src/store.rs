@@ -16,17 +16,24 @@ pub struct ItemView {
     pub status: String,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A write-off request (销账申请), as the API shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Closure)]
 pub struct ClosureRow {
     pub closure_id: Uuid,
     pub item_id: Uuid,
     pub district: String,
     pub street: String,
     pub category: String,
+    /// rectified, unfounded or …
     pub outcome: String,
+    /// The 三无一恢复 checklist: four booleans.
+    #[schema(value_type = Object)]
     pub checklist: Value,
     pub rooms_cleared: Option<i32>,
     pub partition_area_m2: Option<f64>,
+    /// Photos and documents: kind, uri, sha256.
+    #[schema(value_type = Vec<Object>)]
     pub evidence: Value,
     pub note: String,
     pub status: String,

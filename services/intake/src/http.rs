@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use chrono::{SubsecRound, Utc};
 use qingling_shared::config::Limits;
 use qingling_shared::http::{JsonBody, PathId, QueryParams};
+use qingling_shared::openapi::HistoryEntry;
 use qingling_shared::{
     store as events, ApiError, Caller, Catalog, EventMeta, JwtKeys, NewEvent, Orgs, Role,
 };
@@ -53,6 +54,10 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(catalog))
         // Open311 GeoReport v2 (CONTRACT §8). Segments are `<name>.<json|xml>`: the handlers split
         // off the format, as axum cannot route on a suffix.
+        .routes(routes!(open311::services_json, open311::post_services_json))
+        .routes(routes!(open311::services_xml, open311::post_services_xml))
+        .routes(routes!(open311::requests_json, open311::post_requests_json))
+        .routes(routes!(open311::requests_xml, open311::post_requests_xml))
         .routes(routes!(open311::collection, open311::create_request))
         .routes(routes!(open311::service_definition))
         .routes(routes!(open311::request))
@@ -67,8 +72,8 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
     params(("Idempotency-Key" = Option<String>, Header, description = "the same key and body answer the first result again (200), never a second complaint")),
     request_body = ComplaintInput,
     responses(
-        (status = 201, description = "registered and dispatched (派单) to its street", body = serde_json::Value),
-        (status = 200, description = "a repeat of an Idempotency-Key: the first answer", body = serde_json::Value),
+        (status = 201, description = "registered and dispatched (派单) to its street", body = ComplaintCreated),
+        (status = 200, description = "a repeat of an Idempotency-Key: the first answer", body = ComplaintCreated),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
@@ -133,10 +138,16 @@ pub async fn register_complaint(
 
     let id = Uuid::now_v7();
     let (new_events, dispatch) = domain::register(id, &complaint, &s.limits, now);
-    let body = json!({
-        "complaint_id": id, "status": "dispatched", "district": complaint.district, "street": complaint.street,
-        "point_id": complaint.point_id, "respond_by": dispatch.respond_by, "resolve_by": dispatch.resolve_by,
-    });
+    let body = serde_json::to_value(ComplaintCreated {
+        complaint_id: id,
+        status: "dispatched",
+        district: complaint.district.clone(),
+        street: complaint.street.clone(),
+        point_id: complaint.point_id,
+        respond_by: dispatch.respond_by,
+        resolve_by: dispatch.resolve_by,
+    })
+    .unwrap_or_default();
     let mut tx = s.pool.begin().await?;
     if let Some(key) = &key {
         if !store::claim_idempotency_key(&mut tx, &caller.sub, key, &request_hash, 201, &body)
@@ -188,7 +199,7 @@ fn replay(
 #[utoipa::path(get, path = "/v1/complaints/{id}", tag = "complaints", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "complaint id")),
     responses(
-        (status = 200, description = "the complaint, its status and history; the caller's phone masked", body = serde_json::Value),
+        (status = 200, description = "the complaint, its status and history; the caller's phone masked", body = ComplaintView),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
         (status = 404, description = "no such complaint", body = qingling_shared::openapi::Problem)
@@ -211,22 +222,94 @@ async fn complaint_json(s: &AppState, id: Uuid) -> Result<Json<Value>, ApiError>
     let row = store::get_complaint(&mut c, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no complaint {id}")))?;
-    let history: Vec<Value> = store::history(&mut c, id)
+    let history = store::history(&mut c, id)
         .await?
         .into_iter()
-        .map(|h| json!({"event_type": h.event_type, "at": h.at, "actor": h.actor, "data": h.data}))
+        .map(|h| HistoryEntry {
+            event_type: h.event_type,
+            at: h.at,
+            actor: h.actor,
+            version: None,
+            data: h.data,
+        })
         .collect();
-    let caller_json = match (&row.caller_name, &row.caller_phone) {
-        (None, None) => Value::Null,
-        (name, phone) => json!({"name": name, "phone": phone.as_deref().map(domain::mask_phone)}),
+    let caller = match (&row.caller_name, &row.caller_phone) {
+        (None, None) => None,
+        (name, phone) => Some(CallerView {
+            name: name.clone(),
+            phone: phone.as_deref().map(domain::mask_phone),
+        }),
     };
-    Ok(Json(json!({
-        "complaint_id": row.complaint_id, "status": row.status, "district": row.district, "street": row.street,
-        "category": row.category, "urgency": row.urgency, "point_id": row.point_id, "point": row.point,
-        "caller": caller_json, "description": row.description, "received_at": row.received_at,
-        "dispatched_at": row.dispatched_at, "respond_by": row.respond_by, "resolve_by": row.resolve_by,
-        "item_id": row.item_id, "acknowledged_at": row.acknowledged_at, "satisfaction": row.satisfaction, "history": history,
-    })))
+    Ok(Json(
+        serde_json::to_value(ComplaintView {
+            complaint_id: row.complaint_id,
+            status: row.status,
+            district: row.district,
+            street: row.street,
+            category: row.category,
+            urgency: row.urgency,
+            point_id: row.point_id,
+            point: row.point,
+            caller,
+            description: row.description,
+            received_at: row.received_at,
+            dispatched_at: row.dispatched_at,
+            respond_by: row.respond_by,
+            resolve_by: row.resolve_by,
+            item_id: row.item_id,
+            acknowledged_at: row.acknowledged_at,
+            satisfaction: row.satisfaction,
+            history,
+        })
+        .unwrap_or_default(),
+    ))
+}
+
+/// A complaint just registered (or, replayed for a repeated Idempotency-Key, the first answer).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ComplaintCreated {
+    complaint_id: Uuid,
+    /// dispatched
+    status: &'static str,
+    district: String,
+    street: String,
+    point_id: Uuid,
+    respond_by: chrono::DateTime<Utc>,
+    resolve_by: chrono::DateTime<Utc>,
+}
+
+/// A complaint (诉求), its status and history. The caller's phone is masked.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ComplaintView {
+    complaint_id: Uuid,
+    /// received, dispatched, registered, acknowledged, written_off, returned
+    status: String,
+    district: String,
+    street: String,
+    category: String,
+    urgency: String,
+    point_id: Uuid,
+    #[schema(value_type = Object)]
+    point: Value,
+    caller: Option<CallerView>,
+    description: String,
+    received_at: chrono::DateTime<Utc>,
+    dispatched_at: chrono::DateTime<Utc>,
+    respond_by: chrono::DateTime<Utc>,
+    resolve_by: chrono::DateTime<Utc>,
+    /// The ledger item it is on, once registered there.
+    item_id: Option<Uuid>,
+    acknowledged_at: Option<chrono::DateTime<Utc>>,
+    /// The follow-up (回访) answer.
+    satisfaction: Option<String>,
+    history: Vec<HistoryEntry>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CallerView {
+    name: Option<String>,
+    /// Masked: 138****0000.
+    phone: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/orgs", tag = "directory", security(("bearer" = [])),
@@ -291,7 +374,7 @@ struct ReturnBody {
     params(("id" = Uuid, Path, description = "complaint id")),
     request_body = ReturnBody,
     responses(
-        (status = 200, description = "returned to the operator", body = serde_json::Value),
+        (status = 200, description = "returned to the operator", body = ComplaintView),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
@@ -338,7 +421,7 @@ struct DispatchBody {
     params(("id" = Uuid, Path, description = "complaint id")),
     request_body = DispatchBody,
     responses(
-        (status = 200, description = "dispatched to the new street", body = serde_json::Value),
+        (status = 200, description = "dispatched to the new street", body = ComplaintView),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
@@ -401,7 +484,7 @@ struct FollowUpBody {
     params(("id" = Uuid, Path, description = "complaint id")),
     request_body = FollowUpBody,
     responses(
-        (status = 200, description = "satisfaction recorded", body = serde_json::Value),
+        (status = 200, description = "satisfaction recorded", body = ComplaintView),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),

@@ -4,6 +4,7 @@ pub mod consumer;
 pub mod domain;
 pub mod http;
 pub mod open311;
+mod open311_doc;
 pub mod projector;
 pub mod store;
 

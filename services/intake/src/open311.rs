@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::domain::{CallerInput, ComplaintInput, PointInput, Status};
 use crate::http::{register_complaint, AppState};
+use crate::open311_doc::*;
 use crate::store::{self, PublicFilter, PublicRow};
 
 /// The district a request without `jurisdiction_id` belongs to.
@@ -38,18 +39,8 @@ const CLOSED: [Status; 2] = [Status::WrittenOff, Status::FollowedUp];
 // `Reply`, which the format then writes out.
 
 #[utoipa::path(get, path = "/open311/v2/{file}", tag = "open311",
-    params(("file" = String, Path, description = "services.json, services.xml, requests.json or requests.xml"),
-           ("jurisdiction_id" = Option<String>, Query, description = "the district (default tongzhou)"),
-           ("service_request_id" = Option<String>, Query, description = "requests: comma-separated ids (overrides the other filters)"),
-           ("service_code" = Option<String>, Query, description = "requests: a category"),
-           ("start_date" = Option<String>, Query, description = "requests: received at or after (ISO 8601)"),
-           ("end_date" = Option<String>, Query, description = "requests: received before (ISO 8601); at most 90 days after start_date"),
-           ("status" = Option<String>, Query, description = "requests: open or closed")),
-    responses(
-        (status = 200, description = "GeoReport v2 service list, or request list (newest first, at most 1000, default last 90 days)", body = serde_json::Value),
-        (status = 400, description = "bad filter: `[{code, description}]`", body = serde_json::Value),
-        (status = 404, description = "unknown resource, service, request or format: `[{code, description}]`", body = serde_json::Value)
-    ))]
+    params(("file" = String, Path, description = "any other NAME.json or NAME.xml")),
+    responses((status = 404, description = "no such Open311 resource", body = Vec<Open311Error>)))]
 /// `GET services.{json,xml}` and `GET requests.{json,xml}`.
 pub async fn collection(
     State(s): State<AppState>,
@@ -71,8 +62,8 @@ pub async fn collection(
     params(("file" = String, Path, description = "SERVICE_CODE.json or SERVICE_CODE.xml"),
            ("jurisdiction_id" = Option<String>, Query, description = "the district (default tongzhou)")),
     responses(
-        (status = 200, description = "service definition: attributes street (singlevaluelist), community, building, basement", body = serde_json::Value),
-        (status = 404, description = "unknown resource, service, request or format: `[{code, description}]`", body = serde_json::Value)
+        (status = 200, description = "service definition: attributes street (singlevaluelist), community, building, basement", body = Open311ServiceDefinition),
+        (status = 404, description = "unknown resource, service, request or format", body = Vec<Open311Error>)
     ))]
 /// `GET services/{service_code}.{json,xml}`: the attributes a request of the service needs.
 pub async fn service_definition(
@@ -87,35 +78,170 @@ pub async fn service_definition(
 #[utoipa::path(get, path = "/open311/v2/requests/{file}", tag = "open311",
     params(("file" = String, Path, description = "SERVICE_REQUEST_ID.json or SERVICE_REQUEST_ID.xml")),
     responses(
-        (status = 200, description = "a one-element request list (status, agency_responsible, expected_datetime, …; no caller details)", body = serde_json::Value),
-        (status = 404, description = "unknown resource, service, request or format: `[{code, description}]`", body = serde_json::Value)
+        (status = 200, description = "a one-element request list (no caller details)", body = Vec<Open311Request>),
+        (status = 404, description = "unknown resource, service, request or format", body = Vec<Open311Error>)
     ))]
 /// `GET requests/{id}.{json,xml}` (also `request/{id}`, as some clients call it): a one-element list.
 pub async fn request(State(s): State<AppState>, doc: Doc) -> Response {
     doc.format.reply(one_request(&s, &doc.name).await)
 }
 
+/// GeoReport v2 filters of `GET requests`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct RequestFilters {
+    /// The district (default tongzhou).
+    jurisdiction_id: Option<String>,
+    /// Comma-separated ids; overrides the other filters.
+    service_request_id: Option<String>,
+    /// A category.
+    service_code: Option<String>,
+    /// Received at or after (ISO 8601); alone, the 90 days from it.
+    start_date: Option<String>,
+    /// Received before (ISO 8601); at most 90 days after start_date.
+    end_date: Option<String>,
+    /// open or closed
+    status: Option<String>,
+}
+
+/// `jurisdiction_id` of the service list.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct Jurisdiction {
+    /// The district (default tongzhou).
+    jurisdiction_id: Option<String>,
+}
+
+/// The form of `POST requests` (application/x-www-form-urlencoded).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RequestForm {
+    /// A key of `QINGLING_OPEN311_KEYS`.
+    api_key: String,
+    /// The district (default tongzhou).
+    jurisdiction_id: Option<String>,
+    service_code: String,
+    /// A street's code (see the service definition).
+    #[schema(rename = "attribute[street]")]
+    attribute_street: String,
+    #[schema(rename = "attribute[community]")]
+    attribute_community: String,
+    #[schema(rename = "attribute[building]")]
+    attribute_building: String,
+    #[schema(rename = "attribute[basement]")]
+    attribute_basement: String,
+    address_string: Option<String>,
+    /// Accepted, not kept.
+    lat: Option<f64>,
+    /// Accepted, not kept.
+    long: Option<f64>,
+    description: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    phone: Option<String>,
+    /// Accepted, not kept.
+    email: Option<String>,
+}
+
+macro_rules! open311_collection {
+    ($name:ident, $path:literal, $what:literal, $body:ty, $params:ty) => {
+        #[utoipa::path(get, path = $path, tag = "open311", params($params),
+            responses((status = 200, description = $what, body = $body),
+                      (status = 400, description = "a bad filter", body = Vec<Open311Error>),
+                      (status = 404, description = "unknown jurisdiction", body = Vec<Open311Error>)))]
+        pub async fn $name(
+            state: State<AppState>,
+            doc: Doc,
+            query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+        ) -> Response {
+            collection(state, doc, query).await
+        }
+    };
+}
+
+open311_collection!(
+    services_json,
+    "/open311/v2/services.json",
+    "the services (one per category)",
+    Vec<Open311Service>,
+    Jurisdiction
+);
+open311_collection!(
+    services_xml,
+    "/open311/v2/services.xml",
+    "the services, as XML",
+    Vec<Open311Service>,
+    Jurisdiction
+);
+open311_collection!(
+    requests_json,
+    "/open311/v2/requests.json",
+    "requests, newest first, at most 1000 (default: the last 90 days)",
+    Vec<Open311Request>,
+    RequestFilters
+);
+open311_collection!(
+    requests_xml,
+    "/open311/v2/requests.xml",
+    "requests, as XML",
+    Vec<Open311Request>,
+    RequestFilters
+);
+
+macro_rules! open311_post {
+    ($name:ident, $path:literal) => {
+        #[utoipa::path(post, path = $path, tag = "open311",
+            request_body(content = RequestForm, content_type = "application/x-www-form-urlencoded"),
+            responses((status = 201, description = "registered as a complaint", body = Vec<Open311Created>),
+                      (status = 400, description = "invalid fields, one error each", body = Vec<Open311Error>),
+                      (status = 403, description = "missing or unknown api_key", body = Vec<Open311Error>),
+                      (status = 404, description = "unknown service or jurisdiction", body = Vec<Open311Error>)))]
+        pub async fn $name(
+            state: State<AppState>,
+            doc: Doc,
+            form: Result<Form<Vec<(String, String)>>, FormRejection>,
+        ) -> Response {
+            create_request(state, doc, form).await
+        }
+    };
+}
+
+macro_rules! open311_post_refused {
+    ($name:ident, $path:literal) => {
+        #[utoipa::path(post, path = $path, tag = "open311",
+            responses((status = 405, description = "the service list takes no POST", body = Vec<Open311Error>)))]
+        pub async fn $name(
+            state: State<AppState>,
+            doc: Doc,
+            form: Result<Form<Vec<(String, String)>>, FormRejection>,
+        ) -> Response {
+            create_request(state, doc, form).await
+        }
+    };
+}
+
+open311_post_refused!(post_services_json, "/open311/v2/services.json");
+open311_post_refused!(post_services_xml, "/open311/v2/services.xml");
+open311_post!(post_requests_json, "/open311/v2/requests.json");
+open311_post!(post_requests_xml, "/open311/v2/requests.xml");
+
 /// `GET request/{id}.{json,xml}`: the same as `requests/{id}`, for clients that call it so.
 #[utoipa::path(get, path = "/open311/v2/request/{file}", tag = "open311",
     params(("file" = String, Path, description = "SERVICE_REQUEST_ID.json or SERVICE_REQUEST_ID.xml")),
     responses(
-        (status = 200, description = "a one-element request list", body = serde_json::Value),
-        (status = 404, description = "unknown request or format", body = serde_json::Value)
+        (status = 200, description = "a one-element request list", body = Vec<Open311Request>),
+        (status = 404, description = "unknown request or format", body = Vec<Open311Error>)
     ))]
 pub async fn request_alias(state: State<AppState>, doc: Doc) -> Response {
     request(state, doc).await
 }
 
 #[utoipa::path(post, path = "/open311/v2/{file}", tag = "open311",
-    params(("file" = String, Path, description = "requests.json or requests.xml")),
-    request_body(content_type = "application/x-www-form-urlencoded", content = serde_json::Value,
-        description = "api_key, jurisdiction_id, service_code, attribute[street], attribute[community], attribute[building], attribute[basement]; optional address_string, lat, long, description, first_name, last_name, phone, email, device_id, account_id, media_url"),
-    responses(
-        (status = 201, description = "`[{service_request_id, service_notice}]`", body = serde_json::Value),
-        (status = 400, description = "invalid fields: `[{code, description}]`", body = serde_json::Value),
-        (status = 403, description = "missing or unknown api_key", body = serde_json::Value),
-        (status = 404, description = "unknown resource, service, request or format: `[{code, description}]`", body = serde_json::Value)
-    ))]
+    params(("file" = String, Path, description = "any other NAME.json or NAME.xml")),
+    responses((status = 404, description = "no such Open311 resource", body = Vec<Open311Error>),
+              (status = 405, description = "services.json and services.xml take no POST", body = Vec<Open311Error>)))]
 /// `POST requests.{json,xml}`, form-encoded.
 pub async fn create_request(
     State(s): State<AppState>,
@@ -604,15 +730,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Doc {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        let segment = Path::<String>::from_request_parts(parts, state).await;
-        segment
-            .ok()
-            .and_then(|Path(s)| Doc::parse(&s))
-            .ok_or_else(|| {
-                Format::Json.reply(Err(Failure::not_found(
-                    "no such Open311 resource: paths end in .json or .xml",
-                )))
-            })
+        // `{file}` routes name the segment; the fixed ones (`services.json`, …) are the last one.
+        let segment = match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(s)) => Some(s),
+            Err(_) => parts.uri.path().rsplit('/').next().map(String::from),
+        };
+        segment.and_then(|s| Doc::parse(&s)).ok_or_else(|| {
+            Format::Json.reply(Err(Failure::not_found(
+                "no such Open311 resource: paths end in .json or .xml",
+            )))
+        })
     }
 }
 

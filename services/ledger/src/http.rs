@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use chrono::{SubsecRound, Utc};
 use qingling_shared::config::Limits;
 use qingling_shared::http::{JsonBody, PathId, QueryParams};
+use qingling_shared::openapi::HistoryEntry;
 use qingling_shared::store::{self as events, StoreError};
 use qingling_shared::{ApiError, Caller, Catalog, EventMeta, FieldError, JwtKeys, Orgs, Role};
 use serde::Deserialize;
@@ -88,26 +89,41 @@ fn home_district(s: &AppState, caller: &Caller) -> Option<String> {
 }
 
 fn item_json(r: &ItemRow) -> Value {
-    json!({
-        "item_id": r.item_id, "district": r.district, "street": r.street, "category": r.category,
-        "point_id": r.point_id, "point": r.point, "description": r.description, "source": r.source,
-        "urgency": r.urgency, "status": r.status, "complaint_ids": r.complaint_ids,
-        "registered_at": r.registered_at, "acknowledged_at": r.acknowledged_at,
-        "respond_by": r.respond_by, "resolve_by": r.resolve_by, "overdue": r.overdue,
-        "written_off_at": r.written_off_at, "write_off_kind": r.write_off_kind,
-        "closure_id": r.closure_id, "rebound_of": r.rebound_of, "extension": r.extension,
-    })
+    serde_json::to_value(r).unwrap_or_default()
+}
+
+/// An item and its history.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ItemDetail {
+    #[serde(flatten)]
+    item: ItemRow,
+    history: Vec<HistoryEntry>,
+}
+
+/// A page of items, oldest first; pass `next_cursor` as `cursor` for the next.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ItemPage {
+    items: Vec<ItemRow>,
+    next_cursor: Option<String>,
 }
 
 async fn item_detail(c: &mut sqlx::PgConnection, r: &ItemRow) -> Result<Value, ApiError> {
-    let history: Vec<Value> = events::read_stream(c, &app::stream_of(r.item_id))
+    let history: Vec<HistoryEntry> = events::read_stream(c, &app::stream_of(r.item_id))
         .await?
         .into_iter()
-        .map(|e| json!({"event_type": e.event_type, "at": e.occurred_at, "actor": e.actor, "version": e.version, "data": e.data}))
+        .map(|e| HistoryEntry {
+            event_type: e.event_type,
+            at: e.occurred_at,
+            actor: e.actor,
+            version: Some(e.version),
+            data: e.data,
+        })
         .collect();
-    let mut v = item_json(r);
-    v["history"] = json!(history);
-    Ok(v)
+    Ok(serde_json::to_value(ItemDetail {
+        item: r.clone(),
+        history,
+    })
+    .unwrap_or_default())
 }
 
 /// Finds an item the caller may see (404 unknown, 403 another's).
@@ -123,7 +139,7 @@ async fn visible_item(s: &AppState, caller: &Caller, id: Uuid) -> Result<ItemRow
 #[utoipa::path(get, path = "/v1/ledger/items/{id}", tag = "items", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "item id")),
     responses(
-        (status = 200, description = "the item with its history", body = serde_json::Value),
+        (status = 200, description = "the item with its history", body = ItemDetail),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
         (status = 404, description = "no such item", body = qingling_shared::openapi::Problem)
@@ -175,7 +191,7 @@ async fn item_command(
 #[utoipa::path(post, path = "/v1/ledger/items/{id}/acknowledge", tag = "items", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "item id")),
     responses(
-        (status = 200, description = "acknowledged (签收)", body = serde_json::Value),
+        (status = 200, description = "acknowledged (签收)", body = ItemDetail),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
         (status = 404, description = "no such item", body = qingling_shared::openapi::Problem),
@@ -200,7 +216,7 @@ struct ExtensionBody {
     params(("id" = Uuid, Path, description = "item id")),
     request_body = ExtensionBody,
     responses(
-        (status = 200, description = "extension requested", body = serde_json::Value),
+        (status = 200, description = "extension requested", body = ItemDetail),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
@@ -230,7 +246,7 @@ async fn request_extension(
 #[utoipa::path(post, path = "/v1/ledger/items/{id}/extension/approve", tag = "items", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "item id")),
     responses(
-        (status = 200, description = "extension approved; resolve-by moved", body = serde_json::Value),
+        (status = 200, description = "extension approved; resolve-by moved", body = ItemDetail),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
         (status = 404, description = "no such item", body = qingling_shared::openapi::Problem),
@@ -253,7 +269,7 @@ struct ReasonBody {
     params(("id" = Uuid, Path, description = "item id")),
     request_body = ReasonBody,
     responses(
-        (status = 200, description = "extension rejected", body = serde_json::Value),
+        (status = 200, description = "extension rejected", body = ItemDetail),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
@@ -292,7 +308,7 @@ struct FindPoint {
 #[utoipa::path(post, path = "/v1/ledger/items", tag = "items", security(("bearer" = [])),
     request_body = FindBody,
     responses(
-        (status = 201, description = "registered and acknowledged", body = serde_json::Value),
+        (status = 201, description = "registered and acknowledged", body = ItemDetail),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
@@ -434,7 +450,7 @@ struct ListQuery {
 #[utoipa::path(get, path = "/v1/ledger/items", tag = "items", security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "a page of items (`items`, `next_cursor`)", body = serde_json::Value),
+        (status = 200, description = "a page of items", body = ItemPage),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)

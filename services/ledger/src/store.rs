@@ -8,15 +8,20 @@ use uuid::Uuid;
 
 use crate::domain::ItemEvent;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An item on the ledger (台账条目), as the API shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Item)]
 pub struct ItemRow {
     pub item_id: Uuid,
     pub district: String,
     pub street: String,
     pub category: String,
     pub point_id: Uuid,
+    /// community, building, basement, address (and rooms for imported items)
+    #[schema(value_type = Object)]
     pub point: Value,
     pub description: String,
+    /// complaint, inspection or import
     pub source: String,
     pub urgency: String,
     pub status: String,
@@ -30,6 +35,8 @@ pub struct ItemRow {
     pub write_off_kind: Option<String>,
     pub closure_id: Option<Uuid>,
     pub rebound_of: Option<Uuid>,
+    /// A requested or decided extension of resolve-by: until, reason, status.
+    #[schema(value_type = Option<Object>)]
     pub extension: Option<Value>,
 }
 
