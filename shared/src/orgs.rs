@@ -6,14 +6,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Street {
     pub code: String,
     pub name: String,
     pub kind: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct District {
     pub code: String,
     pub name: String,
@@ -21,7 +21,7 @@ pub struct District {
 }
 
 /// The directory, as served by `GET /v1/orgs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Directory {
     pub districts: Vec<District>,
 }
@@ -70,7 +70,7 @@ impl Orgs {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Category {
     pub code: String,
     pub name: String,
@@ -79,7 +79,7 @@ pub struct Category {
     pub ledger_tracked: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CatalogDoc {
     pub categories: Vec<Category>,
 }

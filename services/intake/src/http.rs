@@ -314,7 +314,7 @@ pub struct CallerView {
 
 #[utoipa::path(get, path = "/v1/orgs", tag = "directory", security(("bearer" = [])),
     responses(
-        (status = 200, description = "districts and their streets/townships", body = serde_json::Value),
+        (status = 200, description = "districts and their streets/townships", body = qingling_shared::orgs::Directory),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem)
     ))]
 async fn orgs(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
@@ -323,7 +323,7 @@ async fn orgs(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
 
 #[utoipa::path(get, path = "/v1/catalog", tag = "directory", security(("bearer" = [])),
     responses(
-        (status = 200, description = "complaint categories", body = serde_json::Value),
+        (status = 200, description = "complaint categories", body = qingling_shared::orgs::CatalogDoc),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem)
     ))]
 async fn catalog(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
