@@ -140,7 +140,7 @@ async fn an_existing_ledger_is_imported_once_exported_checked_and_rebuilt() {
     let csv = dir.join("ledger.csv");
     std::fs::write(
         &csv,
-        "\u{feff}街道,社区,楼号,地下室,房间数,登记日期,状态\n北苑街道,北苑小区,8号楼,b1,3,2026-06-01,未销账\n漷县镇,漷县新村,4,B3,2,2026/06/02,未销账\n",
+        "\u{feff}街道,社区,楼号,地下室,房间数,登记日期,状态\n北苑街道,北苑小区,8号楼,b1,3,2026-06-01,未销账\n漷县镇,漷县新村,4,B3,2,2026/06/02,未销账\nhuoxian,漷县新村,4号楼,b3,2,2026-06-02,未销账\n",
     )
     .unwrap();
     let before = summary(&env).await;
@@ -230,6 +230,12 @@ async fn an_existing_ledger_is_imported_once_exported_checked_and_rebuilt() {
     assert!(from_csv["rejected"][0]["reasons"]
         .to_string()
         .contains("already has an open item"));
+    assert!(
+        from_csv["rejected"][1]["reasons"]
+            .to_string()
+            .contains("as row 3"),
+        "a row repeated in the file is named: {from_csv}"
+    );
 
     // Export: the journal as a workbook with a row per registration.
     let out = dir.join("journal.xlsx");

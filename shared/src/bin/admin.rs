@@ -406,12 +406,31 @@ async fn import(args: &[String]) -> anyhow::Result<()> {
         .build()?;
     let (mut imported, mut already, mut closed) = (0, 0, 0);
     let mut rejected: Vec<Value> = vec![];
+    let mut seen = std::collections::HashMap::new();
     for (i, row) in rows.iter().enumerate() {
         progress("import", i, rows.len());
         match plan(row, &orgs, &district) {
             Planned::Closed => closed += 1,
             Planned::Rejected(why) => rejected.push(json!({"row": row.line, "reasons": why})),
             Planned::Open(body) => {
+                // The same basement, category and date twice in one file: one item, and say so.
+                let s = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+                let key = (
+                    qingling_shared::point::point_id(
+                        &district,
+                        &s("community"),
+                        &s("building"),
+                        &s("basement"),
+                    ),
+                    s("category"),
+                    s("registered_on"),
+                );
+                if let Some(first) = seen.get(&key) {
+                    rejected.push(json!({"row": row.line, "reasons": [format!(
+                        "the same basement, category and registered date as row {first}")]}));
+                    continue;
+                }
+                seen.insert(key, row.line);
                 let r = http
                     .post(format!("{ledger}/v1/ledger/imports"))
                     .bearer_auth(&token)
