@@ -8,7 +8,9 @@ use qingling_tests::{complaint, eventually, rectified, TestEnv};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::{complaint_status, item_status, register, request_closure, street_row, WAIT};
+use crate::{
+    complaint_status, item_status, register, request_closure, street_row, write_off, WAIT,
+};
 
 /// Short limits and a fast deadline watcher: time is driven by configuration, not slept on long.
 const SHORT: [(&str, &str); 5] = [
@@ -40,31 +42,6 @@ async fn wait_overdue(env: &TestEnv, item: &str, kinds: &[&str]) {
         kinds,
         "exactly one overdue event per kind"
     );
-}
-
-/// 签收 → 销账申请 → 销账.
-async fn write_off(env: &TestEnv, street: &str, item: &str) {
-    let st = env.token(Role::Street, street);
-    let (status, v) = env
-        .post(
-            "ledger",
-            &format!("/v1/ledger/items/{item}/acknowledge"),
-            &st,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let closure = request_closure(env, street, &rectified(item)).await;
-    let (status, v) = env
-        .post(
-            "closure",
-            &format!("/v1/closures/{closure}/approve"),
-            &env.token(Role::Reviewer, "tongzhou"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    item_status(env, item, "written_off").await;
 }
 
 #[tokio::test]

@@ -88,3 +88,28 @@ pub fn street_row<'a>(summary: &'a Value, street: &str) -> &'a Value {
         .find(|s| s["street"] == street)
         .expect("street row")
 }
+
+/// 签收 → 销账申请 → 销账.
+pub async fn write_off(env: &TestEnv, street: &str, item: &str) {
+    let st = env.token(Role::Street, street);
+    let (status, v) = env
+        .post(
+            "ledger",
+            &format!("/v1/ledger/items/{item}/acknowledge"),
+            &st,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let closure = request_closure(env, street, &qingling_tests::rectified(item)).await;
+    let (status, v) = env
+        .post(
+            "closure",
+            &format!("/v1/closures/{closure}/approve"),
+            &env.token(Role::Reviewer, "tongzhou"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    item_status(env, item, "written_off").await;
+}

@@ -7,11 +7,11 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use qingling_shared::Role;
-use qingling_tests::{eventually, rectified, TestEnv};
+use qingling_tests::{eventually, TestEnv};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::{complaint_status, item_status, request_closure, WAIT};
+use crate::{complaint_status, item_status, write_off, WAIT};
 
 const KEYS: [(&str, &str); 1] = [("QINGLING_OPEN311_KEYS", "key-abc=civic-app")];
 const PHONE: &str = "13912345678";
@@ -158,30 +158,6 @@ fn assert_xml_errors(status: StatusCode, doc: &Element, expected: StatusCode) {
 
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// 签收 → 销账申请 → 销账.
-async fn write_off(env: &TestEnv, street: &str, item: &str) {
-    let (status, v) = env
-        .post(
-            "ledger",
-            &format!("/v1/ledger/items/{item}/acknowledge"),
-            &env.token(Role::Street, street),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let closure = request_closure(env, street, &rectified(item)).await;
-    let (status, v) = env
-        .post(
-            "closure",
-            &format!("/v1/closures/{closure}/approve"),
-            &env.token(Role::Reviewer, "tongzhou"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    item_status(env, item, "written_off").await;
 }
 
 #[tokio::test]

@@ -5,14 +5,13 @@ use std::time::{Duration, Instant};
 
 use qingling_shared::Role;
 use qingling_tests::cluster::NatsCluster;
-use qingling_tests::{bin_dir, complaint, rectified, TestEnv};
+use qingling_tests::{bin_dir, complaint, TestEnv};
 use reqwest::StatusCode;
-use serde_json::json;
 
 use crate::consuming::consumers_idle;
 use crate::load::{assert_each_once, Load, Urls};
 use crate::rebuild::snapshot;
-use crate::{complaint_status, item_status, register, request_closure, WAIT};
+use crate::{complaint_status, register, write_off, WAIT};
 
 /// The sum of a metric's samples (all label sets) whose labels contain `labels`.
 fn metric(text: &str, name: &str, labels: &str) -> f64 {
@@ -71,10 +70,7 @@ async fn two_instances_of_every_service_behave_as_one_without_a_load_balancer() 
     ]);
     env.random_instances = true;
     env.start_instances(2).await;
-    let (op, rv) = (
-        env.token(Role::Operator, "tongzhou"),
-        env.token(Role::Reviewer, "tongzhou"),
-    );
+    let op = env.token(Role::Operator, "tongzhou");
     let streets = [
         "jiukeshu",
         "yongshun",
@@ -106,27 +102,7 @@ async fn two_instances_of_every_service_behave_as_one_without_a_load_balancer() 
 
     // The whole write-off path for half of them, each step on a random instance.
     for (street, (complaint_id, item)) in &items[..3] {
-        let st = env.token(Role::Street, street);
-        let (status, v) = env
-            .post(
-                "ledger",
-                &format!("/v1/ledger/items/{item}/acknowledge"),
-                &st,
-                &json!({}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{v}");
-        let closure = request_closure(&env, street, &rectified(item)).await;
-        let (status, v) = env
-            .post(
-                "closure",
-                &format!("/v1/closures/{closure}/approve"),
-                &rv,
-                &json!({}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{v}");
-        item_status(&env, item, "written_off").await;
+        write_off(&env, street, item).await;
         complaint_status(&env, complaint_id, "written_off", WAIT).await;
     }
     // The other half pass their 1 s respond limit: flagged once each, by one watcher.
