@@ -105,6 +105,11 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
                     ],
                 ),
                 ("Open311ServiceDefinition", &["attributes"]),
+                ("StreetMetrics", &["month", "streets"]),
+                (
+                    "StreetMonth",
+                    &["response_rate", "resolution_rate", "satisfaction_rate"],
+                ),
             ],
             "ledger" => &[
                 ("Item", &["item_id", "status", "overdue", "point"]),

@@ -534,7 +534,7 @@ struct MetricsQuery {
 #[utoipa::path(get, path = "/v1/metrics/streets", tag = "metrics", security(("bearer" = [])),
     params(MetricsQuery),
     responses(
-        (status = 200, description = "响应率, 解决率, 满意率 per street for the month", body = serde_json::Value),
+        (status = 200, description = "响应率, 解决率, 满意率 per street for the month", body = StreetMetrics),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
@@ -574,7 +574,7 @@ async fn street_metrics(
         ));
     }
     let counters = store::street_metrics(&mut *s.pool.acquire().await?, &district, &month).await?;
-    let streets: Vec<Value> = d
+    let streets = d
         .streets
         .iter()
         .map(|st| {
@@ -584,18 +584,74 @@ async fn street_metrics(
                 .map(|(_, c)| *c)
                 .unwrap_or_default();
             let r = c.rates();
-            json!({
-                "street": st.code, "name": st.name, "received": c.received,
-                "responded_on_time": c.responded_on_time, "response_rate": r.response_rate,
-                "resolved": c.resolved, "resolution_rate": r.resolution_rate,
-                "followed_up": c.followed_up, "satisfaction_score": r.satisfaction_score,
-                "satisfaction_rate": r.satisfaction_rate, "overdue": c.overdue,
-                "answers": {"satisfied": c.satisfied, "basically_satisfied": c.basically_satisfied,
-                            "dissatisfied": c.dissatisfied, "unknown": c.unknown},
-            })
+            StreetMonth {
+                street: st.code.clone(),
+                name: st.name.clone(),
+                received: c.received,
+                responded_on_time: c.responded_on_time,
+                response_rate: r.response_rate,
+                resolved: c.resolved,
+                resolution_rate: r.resolution_rate,
+                followed_up: c.followed_up,
+                satisfaction_score: r.satisfaction_score,
+                satisfaction_rate: r.satisfaction_rate,
+                overdue: c.overdue,
+                answers: Answers {
+                    satisfied: c.satisfied,
+                    basically_satisfied: c.basically_satisfied,
+                    dissatisfied: c.dissatisfied,
+                    unknown: c.unknown,
+                },
+            }
         })
         .collect();
     Ok(Json(
-        json!({"district": district, "month": month, "timezone": "Asia/Shanghai", "streets": streets}),
+        serde_json::to_value(StreetMetrics {
+            district,
+            month,
+            timezone: "Asia/Shanghai",
+            streets,
+        })
+        .unwrap_or_default(),
     ))
+}
+
+/// The month's 三率 per street (CONTRACT §4), counted by the month (Beijing time) a complaint was
+/// received, under the street that holds it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StreetMetrics {
+    district: String,
+    /// YYYY-MM
+    month: String,
+    timezone: &'static str,
+    streets: Vec<StreetMonth>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StreetMonth {
+    street: String,
+    name: String,
+    received: i64,
+    responded_on_time: i64,
+    /// 响应率: responded on time / received (null when none received).
+    response_rate: Option<f64>,
+    resolved: i64,
+    /// 解决率: resolved / received.
+    resolution_rate: Option<f64>,
+    followed_up: i64,
+    /// Mean of the known answers: 满意 5, 基本满意 3, 不满意 0.
+    satisfaction_score: Option<f64>,
+    /// 满意率: (satisfied + basically satisfied) / known answers.
+    satisfaction_rate: Option<f64>,
+    overdue: i64,
+    answers: Answers,
+}
+
+/// Follow-up (回访) answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Answers {
+    satisfied: i64,
+    basically_satisfied: i64,
+    dissatisfied: i64,
+    unknown: i64,
 }

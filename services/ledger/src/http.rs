@@ -100,6 +100,14 @@ pub struct ItemDetail {
     history: Vec<HistoryEntry>,
 }
 
+/// A page of the journal, in log order; pass `next_after` as `after` for the next.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct JournalPage {
+    entries: Vec<store::JournalRow>,
+    next_after: Option<i64>,
+}
+
 /// A page of items, oldest first; pass `next_cursor` as `cursor` for the next.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ItemPage {
@@ -580,7 +588,7 @@ fn readable_district(
 #[utoipa::path(get, path = "/v1/ledger/summary", tag = "ledger", security(("bearer" = [])),
     params(SummaryQuery),
     responses(
-        (status = 200, description = "open counts, totals, overdue and dynamic-zero marks per street", body = serde_json::Value),
+        (status = 200, description = "open counts, totals, overdue and dynamic-zero marks per street", body = crate::summary::Summary),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
@@ -710,7 +718,7 @@ const CSV_HEADER: [&str; 12] = [
 #[utoipa::path(get, path = "/v1/ledger/entries", tag = "ledger", security(("bearer" = [])),
     params(EntriesQuery),
     responses(
-        (status = 200, description = "the journal (台账流水): JSON page, CSV (UTF-8 with BOM) or .xlsx by `format` or Accept", body = serde_json::Value),
+        (status = 200, description = "the journal (台账流水): a JSON page, or CSV (UTF-8 with BOM) or .xlsx by `format` or Accept", body = JournalPage),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)

@@ -35,14 +35,21 @@ pub struct ImportRow {
     pub registered_on: Option<String>,
 }
 
+/// The answer to an import: the row's item, and whether this request registered it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Imported {
+    item_id: Uuid,
+    imported: bool,
+}
+
 /// `POST /v1/ledger/imports` (role reviewer of the district): 201 with the new item, 200 with the
 /// item a previous import of the same row registered, 409 when the point already has another open
 /// item of the category.
 #[utoipa::path(post, path = "/v1/ledger/imports", tag = "items", security(("bearer" = [])),
     request_body = ImportRow,
     responses(
-        (status = 201, description = "registered with source `import`", body = serde_json::Value),
-        (status = 200, description = "this row was imported before: nothing new", body = serde_json::Value),
+        (status = 201, description = "registered with source `import`", body = Imported),
+        (status = 200, description = "this row was imported before: nothing new", body = Imported),
         (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
         (status = 403, description = "not a reviewer of the district", body = qingling_shared::openapi::Problem),
         (status = 409, description = "the point already has another open item (`item_id`)", body = qingling_shared::openapi::Problem),
@@ -124,7 +131,13 @@ pub async fn import_item(
     let already = |tx_item: Uuid| {
         (
             StatusCode::OK,
-            Json(json!({"item_id": tx_item, "imported": false})),
+            Json(
+                serde_json::to_value(Imported {
+                    item_id: tx_item,
+                    imported: false,
+                })
+                .unwrap_or_default(),
+            ),
         )
     };
     if events::stream_version(&mut tx, &app::stream_of(item_id)).await? > 0 {
@@ -172,6 +185,12 @@ pub async fn import_item(
     s.relay_wake.notify_one();
     Ok((
         StatusCode::CREATED,
-        Json(json!({"item_id": item_id, "imported": true})),
+        Json(
+            serde_json::to_value(Imported {
+                item_id,
+                imported: true,
+            })
+            .unwrap_or_default(),
+        ),
     ))
 }

@@ -409,7 +409,10 @@ pub async fn zero_marks(
     .await
 }
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+/// One line of the journal (台账流水): a registration (上账) or a write-off (销账). A registration
+/// has no `closure_id` or `write_off_kind`; a write-off has no `complaint_id`.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = JournalEntry)]
 pub struct JournalRow {
     pub position: i64,
     pub kind: String,

@@ -1,11 +1,50 @@
 //! 动态清零: the summary of a district's ledger, per street, from one database snapshot.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use qingling_shared::Orgs;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::store::{self, StreetCounts};
+
+/// 动态清零 of a district: its totals and every street's. A street office sees its own row, and
+/// totals that are its row's.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    pub district: String,
+    pub category: String,
+    /// Items on the ledger not written off.
+    pub open: i64,
+    pub registered_total: i64,
+    pub written_off_total: i64,
+    pub acknowledged: i64,
+    pub closure_pending: i64,
+    pub overdue: i64,
+    /// Items registered again within 30 days of a write-off at the same point.
+    pub rebounds: i64,
+    /// No open item (动态清零).
+    pub dynamic_zero: bool,
+    /// Since when at zero (null while open, or if it never had an item).
+    pub zero_since: Option<DateTime<Utc>>,
+    pub as_of: DateTime<Utc>,
+    pub streets: Vec<StreetSummary>,
+}
+
+/// One street's (or township's) row of the summary.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StreetSummary {
+    pub street: String,
+    pub name: String,
+    pub open: i64,
+    pub registered_total: i64,
+    pub written_off_total: i64,
+    pub acknowledged: i64,
+    pub closure_pending: i64,
+    pub overdue: i64,
+    pub rebounds: i64,
+    pub dynamic_zero: bool,
+    pub zero_since: Option<DateTime<Utc>>,
+}
 
 /// The district's summary with every street. Callers restricted to one street use [`for_street`].
 pub async fn compute(
@@ -48,21 +87,37 @@ pub async fn compute(
         total.closure_pending += k.closure_pending;
         total.overdue += k.overdue;
         total.rebounds += k.rebounds;
-        streets.push(json!({
-            "street": st.code, "name": st.name, "open": open, "registered_total": k.registered_total,
-            "written_off_total": k.written_off_total, "acknowledged": k.acknowledged,
-            "closure_pending": k.closure_pending, "overdue": k.overdue, "rebounds": k.rebounds,
-            "dynamic_zero": open == 0, "zero_since": if open == 0 { mark(&st.code) } else { None },
-        }));
+        streets.push(StreetSummary {
+            street: st.code.clone(),
+            name: st.name.clone(),
+            open,
+            registered_total: k.registered_total,
+            written_off_total: k.written_off_total,
+            acknowledged: k.acknowledged,
+            closure_pending: k.closure_pending,
+            overdue: k.overdue,
+            rebounds: k.rebounds,
+            dynamic_zero: open == 0,
+            zero_since: if open == 0 { mark(&st.code) } else { None },
+        });
     }
     let open = total.registered_total - total.written_off_total;
-    Ok(json!({
-        "district": district, "category": category, "open": open,
-        "registered_total": total.registered_total, "written_off_total": total.written_off_total,
-        "acknowledged": total.acknowledged, "closure_pending": total.closure_pending, "overdue": total.overdue,
-        "rebounds": total.rebounds, "dynamic_zero": open == 0, "zero_since": if open == 0 { mark("") } else { None },
-        "as_of": Utc::now(), "streets": streets,
-    }))
+    Ok(serde_json::to_value(Summary {
+        district: district.to_string(),
+        category: category.to_string(),
+        open,
+        registered_total: total.registered_total,
+        written_off_total: total.written_off_total,
+        acknowledged: total.acknowledged,
+        closure_pending: total.closure_pending,
+        overdue: total.overdue,
+        rebounds: total.rebounds,
+        dynamic_zero: open == 0,
+        zero_since: if open == 0 { mark("") } else { None },
+        as_of: Utc::now(),
+        streets,
+    })
+    .unwrap_or_default())
 }
 
 /// What a street office sees: its own row, and totals that are its row's.
