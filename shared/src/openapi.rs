@@ -26,6 +26,19 @@ pub struct Problem {
     errors: Option<Vec<crate::FieldError>>,
 }
 
+/// The answers every `/v1` operation may give before it looks at the request: no valid token, or
+/// a role or organisation that may not do this.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AuthRefusals {
+    /// missing or invalid bearer token
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// role or organisation not allowed
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+}
+
 /// One event of a complaint's, item's or write-off request's history, oldest first.
 #[derive(serde::Serialize, ToSchema)]
 pub struct HistoryEntry {

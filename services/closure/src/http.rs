@@ -89,8 +89,7 @@ pub struct ClosureList {
     responses(
         (status = 201, description = "filed; pending review", body = ClosureCreated),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such item (or not yet known here)", body = qingling_shared::openapi::Problem),
         (status = 409, description = "the item is not acknowledged, or a request is pending or approved", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
@@ -182,8 +181,7 @@ async fn visible(s: &AppState, caller: &Caller, id: Uuid) -> Result<ClosureRow, 
     params(("id" = Uuid, Path, description = "write-off request id")),
     responses(
         (status = 200, description = "the request with its history", body = ClosureDetail),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such write-off request", body = qingling_shared::openapi::Problem)
     ))]
 async fn detail(
@@ -226,8 +224,7 @@ struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "requests, newest first", body = ClosureList),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
     ))]
 async fn list(
@@ -339,8 +336,7 @@ async fn review(
     responses(
         (status = 200, description = "approved: the ledger writes the item off (销账)", body = ClosureRow),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such write-off request", body = qingling_shared::openapi::Problem),
         (status = 409, description = "no longer pending (reviewed already)", body = qingling_shared::openapi::Problem)
     ))]
@@ -372,8 +368,7 @@ async fn approve(
     responses(
         (status = 200, description = "rejected with a reason; the street may file again", body = ClosureRow),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such write-off request", body = qingling_shared::openapi::Problem),
         (status = 409, description = "no longer pending (reviewed already)", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)

@@ -75,8 +75,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
         (status = 201, description = "registered and dispatched (派单) to its street", body = ComplaintCreated),
         (status = 200, description = "a repeat of an Idempotency-Key: the first answer", body = ComplaintCreated),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 415, description = "not application/json", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
     ))]
@@ -200,8 +199,7 @@ fn replay(
     params(("id" = Uuid, Path, description = "complaint id")),
     responses(
         (status = 200, description = "the complaint, its status and history; the caller's phone masked", body = ComplaintView),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such complaint", body = qingling_shared::openapi::Problem)
     ))]
 async fn get_complaint(
@@ -376,8 +374,7 @@ struct ReturnBody {
     responses(
         (status = 200, description = "returned to the operator", body = ComplaintView),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such complaint", body = qingling_shared::openapi::Problem),
         (status = 409, description = "not allowed in the complaint's current state", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
@@ -423,8 +420,7 @@ struct DispatchBody {
     responses(
         (status = 200, description = "dispatched to the new street", body = ComplaintView),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such complaint", body = qingling_shared::openapi::Problem),
         (status = 409, description = "not allowed in the complaint's current state", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
@@ -486,8 +482,7 @@ struct FollowUpBody {
     responses(
         (status = 200, description = "satisfaction recorded", body = ComplaintView),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such complaint", body = qingling_shared::openapi::Problem),
         (status = 409, description = "not allowed in the complaint's current state", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
@@ -535,8 +530,7 @@ struct MetricsQuery {
     params(MetricsQuery),
     responses(
         (status = 200, description = "响应率, 解决率, 满意率 per street for the month", body = StreetMetrics),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
     ))]
 /// Monthly 三率 per street, from the counters the event handlers keep.

@@ -148,8 +148,7 @@ async fn visible_item(s: &AppState, caller: &Caller, id: Uuid) -> Result<ItemRow
     params(("id" = Uuid, Path, description = "item id")),
     responses(
         (status = 200, description = "the item with its history", body = ItemDetail),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such item", body = qingling_shared::openapi::Problem)
     ))]
 async fn get_item(
@@ -200,8 +199,7 @@ async fn item_command(
     params(("id" = Uuid, Path, description = "item id")),
     responses(
         (status = 200, description = "acknowledged (签收)", body = ItemDetail),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such item", body = qingling_shared::openapi::Problem),
         (status = 409, description = "not allowed in the item's current state", body = qingling_shared::openapi::Problem)
     ))]
@@ -226,8 +224,7 @@ struct ExtensionBody {
     responses(
         (status = 200, description = "extension requested", body = ItemDetail),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such item", body = qingling_shared::openapi::Problem),
         (status = 409, description = "not allowed in the item's current state", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
@@ -255,8 +252,7 @@ async fn request_extension(
     params(("id" = Uuid, Path, description = "item id")),
     responses(
         (status = 200, description = "extension approved; resolve-by moved", body = ItemDetail),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such item", body = qingling_shared::openapi::Problem),
         (status = 409, description = "not allowed in the item's current state", body = qingling_shared::openapi::Problem)
     ))]
@@ -279,8 +275,7 @@ struct ReasonBody {
     responses(
         (status = 200, description = "extension rejected", body = ItemDetail),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such item", body = qingling_shared::openapi::Problem),
         (status = 409, description = "not allowed in the item's current state", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
@@ -318,8 +313,7 @@ struct FindPoint {
     responses(
         (status = 201, description = "registered and acknowledged", body = ItemDetail),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 409, description = "the point already has an open item of the category (`item_id` names it)", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
     ))]
@@ -459,8 +453,7 @@ struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "a page of items", body = ItemPage),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
     ))]
 async fn list_items(
@@ -589,8 +582,7 @@ fn readable_district(
     params(SummaryQuery),
     responses(
         (status = 200, description = "open counts, totals, overdue and dynamic-zero marks per street", body = crate::summary::Summary),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
     ))]
 /// 动态清零: per street and for the district.
@@ -639,8 +631,7 @@ struct StreamQuery {
     params(StreamQuery),
     responses(
         (status = 200, description = "text/event-stream of `summary` events", content_type = "text/event-stream"),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
     ))]
 /// Server-Sent Events: `summary` on connect and within a second of every change; keep-alive
@@ -719,8 +710,7 @@ const CSV_HEADER: [&str; 12] = [
     params(EntriesQuery),
     responses(
         (status = 200, description = "the journal (台账流水): a JSON page, or CSV (UTF-8 with BOM) or .xlsx by `format` or Accept", body = JournalPage),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "role or organisation not allowed", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
     ))]
 async fn entries(

@@ -50,8 +50,7 @@ pub struct Imported {
     responses(
         (status = 201, description = "registered with source `import`", body = Imported),
         (status = 200, description = "this row was imported before: nothing new", body = Imported),
-        (status = 401, description = "missing or invalid bearer token", body = qingling_shared::openapi::Problem),
-        (status = 403, description = "not a reviewer of the district", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
         (status = 409, description = "the point already has another open item (`item_id`)", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
     ))]
