@@ -13,6 +13,24 @@ use crate::store::{self, StreetCounts};
 pub struct Summary {
     pub district: String,
     pub category: String,
+    #[serde(flatten)]
+    pub totals: Tally,
+    pub as_of: DateTime<Utc>,
+    pub streets: Vec<StreetSummary>,
+}
+
+/// One street's (or township's) row of the summary.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StreetSummary {
+    pub street: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub tally: Tally,
+}
+
+/// The counts of a street, or of the district.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Tally {
     /// Items on the ledger not written off.
     pub open: i64,
     pub registered_total: i64,
@@ -26,24 +44,24 @@ pub struct Summary {
     pub dynamic_zero: bool,
     /// Since when at zero (null while open, or if it never had an item).
     pub zero_since: Option<DateTime<Utc>>,
-    pub as_of: DateTime<Utc>,
-    pub streets: Vec<StreetSummary>,
 }
 
-/// One street's (or township's) row of the summary.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct StreetSummary {
-    pub street: String,
-    pub name: String,
-    pub open: i64,
-    pub registered_total: i64,
-    pub written_off_total: i64,
-    pub acknowledged: i64,
-    pub closure_pending: i64,
-    pub overdue: i64,
-    pub rebounds: i64,
-    pub dynamic_zero: bool,
-    pub zero_since: Option<DateTime<Utc>>,
+impl Tally {
+    /// `mark`: when the street (or district) last reached zero.
+    fn of(k: &StreetCounts, mark: Option<DateTime<Utc>>) -> Tally {
+        let open = k.registered_total - k.written_off_total;
+        Tally {
+            open,
+            registered_total: k.registered_total,
+            written_off_total: k.written_off_total,
+            acknowledged: k.acknowledged,
+            closure_pending: k.closure_pending,
+            overdue: k.overdue,
+            rebounds: k.rebounds,
+            dynamic_zero: open == 0,
+            zero_since: if open == 0 { mark } else { None },
+        }
+    }
 }
 
 /// The district's summary with every street. Callers restricted to one street use [`for_street`].
@@ -80,7 +98,6 @@ pub async fn compute(
             .find(|k| k.street == st.code)
             .cloned()
             .unwrap_or_default();
-        let open = k.registered_total - k.written_off_total;
         total.registered_total += k.registered_total;
         total.written_off_total += k.written_off_total;
         total.acknowledged += k.acknowledged;
@@ -90,30 +107,13 @@ pub async fn compute(
         streets.push(StreetSummary {
             street: st.code.clone(),
             name: st.name.clone(),
-            open,
-            registered_total: k.registered_total,
-            written_off_total: k.written_off_total,
-            acknowledged: k.acknowledged,
-            closure_pending: k.closure_pending,
-            overdue: k.overdue,
-            rebounds: k.rebounds,
-            dynamic_zero: open == 0,
-            zero_since: if open == 0 { mark(&st.code) } else { None },
+            tally: Tally::of(&k, mark(&st.code)),
         });
     }
-    let open = total.registered_total - total.written_off_total;
     Ok(serde_json::to_value(Summary {
         district: district.to_string(),
         category: category.to_string(),
-        open,
-        registered_total: total.registered_total,
-        written_off_total: total.written_off_total,
-        acknowledged: total.acknowledged,
-        closure_pending: total.closure_pending,
-        overdue: total.overdue,
-        rebounds: total.rebounds,
-        dynamic_zero: open == 0,
-        zero_since: if open == 0 { mark("") } else { None },
+        totals: Tally::of(&total, mark("")),
         as_of: Utc::now(),
         streets,
     })
