@@ -8,7 +8,7 @@ use qingling_shared::Role;
 use qingling_tests::{complaint, eventually, rectified, TestEnv};
 use reqwest::StatusCode;
 
-use crate::{complaint_status, register, WAIT};
+use crate::{acknowledge, complaint_status, log_published, register, WAIT};
 
 /// Waits until every durable consumer has nothing pending or unacknowledged.
 pub async fn consumers_idle(env: &TestEnv) {
@@ -39,16 +39,7 @@ async fn count(env: &TestEnv, schema: &str, sql: &'static str) -> i64 {
 async fn republished_events_change_nothing() {
     let env = TestEnv::start().await;
     let (_, item) = register(&env, &complaint("luyuan", "潞源嘉园", "8", "B1")).await;
-    let st = env.token(Role::Street, "luyuan");
-    let (status, _) = env
-        .post(
-            "ledger",
-            &format!("/v1/ledger/items/{item}/acknowledge"),
-            &st,
-            &serde_json::json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    acknowledge(&env, "luyuan", &item).await;
     consumers_idle(&env).await;
     let before = (
         count(&env, "ledger", "select count(*) from events").await,
@@ -343,17 +334,7 @@ async fn messages_the_broker_lost_are_noticed_and_published_again() {
     env.svc("ledger").signal("KILL");
     let lost = post_complaints(&env, "zhangjiawan", 3).await;
     let js = async_nats::jetstream::new(env.nats().await);
-    eventually("intake to publish them", WAIT, || async {
-        let mut c = env.db("intake").await;
-        let (cursor, head): (i64, i64) = sqlx::query_as(
-            "select (select position from relay_cursor), (select max(position) from events)",
-        )
-        .fetch_one(&mut c)
-        .await
-        .ok()?;
-        (cursor == head).then_some(())
-    })
-    .await;
+    log_published(&env, "intake", 0).await;
     js.get_stream(env.stream_name())
         .await
         .unwrap()
@@ -396,26 +377,8 @@ async fn a_lost_event_whose_successor_arrived_is_published_again() {
     // registration but keeps the acknowledgement, which closure will hold back as early.
     env.svc("closure").signal("KILL");
     let (_, item) = register(&env, &complaint("xiji", "西集小区", "2", "B1")).await;
-    let st = env.token(Role::Street, "xiji");
-    let (status, _) = env
-        .post(
-            "ledger",
-            &format!("/v1/ledger/items/{item}/acknowledge"),
-            &st,
-            &serde_json::json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    eventually("the ledger to publish both", WAIT, || async {
-        let (cursor, head): (i64, i64) = sqlx::query_as(
-            "select (select position from relay_cursor), (select max(position) from events)",
-        )
-        .fetch_one(&mut env.db("ledger").await)
-        .await
-        .ok()?;
-        (cursor == head && head >= 2).then_some(())
-    })
-    .await;
+    acknowledge(&env, "xiji", &item).await;
+    log_published(&env, "ledger", 2).await;
     let js = async_nats::jetstream::new(env.nats().await);
     let stream = js.get_stream(env.stream_name()).await.unwrap();
     let registered = stream
@@ -425,6 +388,7 @@ async fn a_lost_event_whose_successor_arrived_is_published_again() {
     stream.delete_message(registered.sequence).await.unwrap();
 
     env.restart("closure", &[]).await;
+    let st = env.token(Role::Street, "xiji");
     // closure can only accept the write-off request once it has both events, in order.
     let closure = eventually(
         "closure to learn the lost registration",

@@ -91,16 +91,7 @@ pub fn street_row<'a>(summary: &'a Value, street: &str) -> &'a Value {
 
 /// 签收 → 销账申请 → 销账.
 pub async fn write_off(env: &TestEnv, street: &str, item: &str) {
-    let st = env.token(Role::Street, street);
-    let (status, v) = env
-        .post(
-            "ledger",
-            &format!("/v1/ledger/items/{item}/acknowledge"),
-            &st,
-            &serde_json::json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
+    acknowledge(env, street, item).await;
     let closure = request_closure(env, street, &qingling_tests::rectified(item)).await;
     let (status, v) = env
         .post(
@@ -112,4 +103,31 @@ pub async fn write_off(env: &TestEnv, street: &str, item: &str) {
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     item_status(env, item, "written_off").await;
+}
+
+/// 签收: the street acknowledges its item.
+pub async fn acknowledge(env: &TestEnv, street: &str, item: &str) {
+    let (status, v) = env
+        .post(
+            "ledger",
+            &format!("/v1/ledger/items/{item}/acknowledge"),
+            &env.token(Role::Street, street),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+/// Waits until a service's relay has published its whole log (of at least `at_least` events).
+pub async fn log_published(env: &TestEnv, schema: &str, at_least: i64) {
+    eventually(&format!("{schema} to publish its log"), WAIT, || async {
+        let (cursor, head): (i64, i64) = sqlx::query_as(
+            "select (select position from relay_cursor), (select coalesce(max(position), 0) from events)",
+        )
+        .fetch_one(&mut env.db(schema).await)
+        .await
+        .ok()?;
+        (cursor == head && head >= at_least).then_some(())
+    })
+    .await;
 }
