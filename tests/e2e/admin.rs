@@ -1,11 +1,10 @@
 //! `qingling-admin`: importing a district's existing ledger from .xlsx and CSV (idempotent, with a
 //! report of rejected rows), exporting the journal, checking invariants, rebuilding.
 
-use qingling_shared::Role;
 use qingling_tests::{bin_dir, complaint, TestEnv, SECRET};
 use serde_json::Value;
 
-use crate::{register, street_row};
+use crate::{register, street_row, summary};
 
 async fn admin(env: &TestEnv, args: &[&str]) -> (i32, Value, String) {
     let out = tokio::process::Command::new(bin_dir().join("qingling-admin"))
@@ -23,16 +22,6 @@ async fn admin(env: &TestEnv, args: &[&str]) -> (i32, Value, String) {
         serde_json::from_str(&stdout).unwrap_or(Value::Null),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-async fn summary(env: &TestEnv) -> Value {
-    env.get(
-        "ledger",
-        "/v1/ledger/summary?district=tongzhou",
-        &env.token(Role::District, "tongzhou"),
-    )
-    .await
-    .1
 }
 
 /// street, community, building, basement, rooms, registered (y, m, d), status

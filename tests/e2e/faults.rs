@@ -14,22 +14,12 @@ use serde_json::Value;
 
 use crate::consuming::consumers_idle;
 use crate::load::{assert_each_once, Load, Urls};
-use crate::{complaint_status, register};
+use crate::{complaint_status, register, summary};
 
 const LONG: Duration = Duration::from_secs(40);
 
 async fn health(env: &TestEnv, svc: &str) -> (StatusCode, Value) {
     read(env.http.get(env.url(svc, "/healthz")).send().await.unwrap()).await
-}
-
-async fn summary(env: &TestEnv) -> Value {
-    env.get(
-        "ledger",
-        "/v1/ledger/summary?district=tongzhou",
-        &env.token(Role::District, "tongzhou"),
-    )
-    .await
-    .1
 }
 
 #[tokio::test]

@@ -245,13 +245,7 @@ pub async fn assert_each_once(
     assert_eq!(offs.len(), approvals.len());
     assert!(offs.iter().all(|(c, n)| *n == 1 && approvals.contains(c)));
     // The summary agrees with the journal, and open = registered - written off everywhere.
-    let (_, s) = env
-        .get(
-            "ledger",
-            "/v1/ledger/summary?district=tongzhou",
-            &env.token(Role::District, "tongzhou"),
-        )
-        .await;
+    let s = crate::summary(env).await;
     let journal: Vec<(String, String, i64)> =
         sqlx::query_as("select street, kind, count(*) from journal group by 1, 2")
             .fetch_all(&mut env.db("ledger").await)

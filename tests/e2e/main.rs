@@ -131,3 +131,14 @@ pub async fn log_published(env: &TestEnv, schema: &str, at_least: i64) {
     })
     .await;
 }
+
+/// The district office's summary of tongzhou.
+pub async fn summary(env: &TestEnv) -> Value {
+    env.get(
+        "ledger",
+        "/v1/ledger/summary?district=tongzhou",
+        &env.token(Role::District, "tongzhou"),
+    )
+    .await
+    .1
+}

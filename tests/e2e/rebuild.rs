@@ -34,6 +34,27 @@ pub async fn snapshot(env: &TestEnv) -> Value {
     Value::Object(all)
 }
 
+/// `qingling-<service> rebuild` for the three services; their figures.
+pub async fn rebuild_all(env: &TestEnv) -> Vec<Value> {
+    let mut all = vec![];
+    for svc in ["intake", "ledger", "closure"] {
+        let out = tokio::process::Command::new(bin_dir().join(format!("qingling-{svc}")))
+            .arg("rebuild")
+            .env("DATABASE_URL", env.database_url())
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{svc} rebuild: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        all.push(serde_json::from_slice(&out.stdout).unwrap());
+    }
+    all
+}
+
 #[tokio::test]
 async fn rebuilt_projections_equal_the_live_ones_and_processing_continues() {
     let env = TestEnv::start().await;
@@ -124,20 +145,7 @@ async fn rebuilt_projections_equal_the_live_ones_and_processing_continues() {
 
     let live = snapshot(&env).await;
     assert!(live["ledger.items"].as_array().unwrap().len() >= 4);
-    for svc in ["intake", "ledger", "closure"] {
-        let out = tokio::process::Command::new(bin_dir().join(format!("qingling-{svc}")))
-            .arg("rebuild")
-            .env("DATABASE_URL", env.database_url())
-            .env("RUST_LOG", "warn")
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{svc} rebuild: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for stats in rebuild_all(&env).await {
         assert!(stats["own_events"].as_u64().unwrap() > 0, "{stats}");
     }
     let rebuilt = snapshot(&env).await;

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use qingling_shared::Role;
 use qingling_tests::cluster::NatsCluster;
-use qingling_tests::{bin_dir, complaint, TestEnv};
+use qingling_tests::{complaint, TestEnv};
 use reqwest::StatusCode;
 
 use crate::consuming::consumers_idle;
 use crate::load::{assert_each_once, Load, Urls};
-use crate::rebuild::snapshot;
-use crate::{complaint_status, register, write_off, WAIT};
+use crate::rebuild::{rebuild_all, snapshot};
+use crate::{complaint_status, register, summary, write_off, WAIT};
 
 /// The sum of a metric's samples (all label sets) whose labels contain `labels`.
 fn metric(text: &str, name: &str, labels: &str) -> f64 {
@@ -305,13 +305,7 @@ async fn a_three_node_nats_cluster_and_two_instances_lose_and_double_nothing_whe
         count(&env, "closure", "select count(*) from inbox").await,
         le
     );
-    let (_, s) = env
-        .get(
-            "ledger",
-            "/v1/ledger/summary?district=tongzhou",
-            &env.token(Role::District, "tongzhou"),
-        )
-        .await;
+    let s = summary(&env).await;
     let registered = count(
         &env,
         "ledger",
@@ -326,16 +320,7 @@ async fn a_three_node_nats_cluster_and_two_instances_lose_and_double_nothing_whe
 
     // The projections agree with the log: rebuilt from it, they come out the same.
     let live = snapshot(&env).await;
-    for svc in ["intake", "ledger", "closure"] {
-        let out = tokio::process::Command::new(bin_dir().join(format!("qingling-{svc}")))
-            .arg("rebuild")
-            .env("DATABASE_URL", env.database_url())
-            .env("RUST_LOG", "warn")
-            .output()
-            .await
-            .unwrap();
-        assert!(out.status.success(), "{svc} rebuild failed");
-    }
+    rebuild_all(&env).await;
     let rebuilt = snapshot(&env).await;
     for (key, rows) in live.as_object().unwrap() {
         assert_eq!(&rebuilt[key], rows, "{key} differs from the log's");
