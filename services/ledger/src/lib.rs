@@ -6,7 +6,6 @@ pub mod deadlines;
 pub mod domain;
 pub mod export;
 pub mod http;
-pub mod import;
 pub mod live;
 pub mod projector;
 pub mod store;
