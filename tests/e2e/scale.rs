@@ -49,17 +49,38 @@ async fn received(env: &TestEnv) -> i64 {
     .await
 }
 
-/// Which instance of `svc` leads `role` (exactly one must).
+/// Sessions holding `svc`'s advisory lock for `role`.
+async fn lock_holders(env: &TestEnv, svc: &str, role: &str) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_locks l
+         where l.locktype = 'advisory' and l.granted and l.classid = 7102
+           and l.objid = (hashtext($1)::bigint & 4294967295)::oid
+           and l.database = (select oid from pg_database where datname = current_database())",
+    )
+    .bind(format!("{svc}:{role}"))
+    .fetch_one(&mut env.db(svc).await)
+    .await
+    .unwrap()
+}
+
+/// Which instance of `svc` leads `role`. A deposed holder notices within seconds, so this waits
+/// until exactly one instance says it leads and one session holds the lock.
 async fn leader(env: &TestEnv, svc: &str, role: &str) -> usize {
     let label = format!("role=\"{role}\"");
-    let mut leaders = vec![];
-    for (i, s) in env.instances(svc).iter().enumerate() {
-        if metric(&metrics_of(env, &s.url).await, "qingling_leader", &label) == 1.0 {
-            leaders.push(i);
-        }
-    }
-    assert_eq!(leaders.len(), 1, "{svc}: exactly one {role} leader");
-    leaders[0]
+    qingling_tests::eventually(
+        &format!("{svc}: exactly one {role} leader"),
+        WAIT,
+        || async {
+            let mut leaders = vec![];
+            for (i, s) in env.instances(svc).iter().enumerate() {
+                if metric(&metrics_of(env, &s.url).await, "qingling_leader", &label) == 1.0 {
+                    leaders.push(i);
+                }
+            }
+            (leaders.len() == 1 && lock_holders(env, svc, role).await == 1).then(|| leaders[0])
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -169,15 +190,7 @@ async fn two_instances_of_every_service_behave_as_one_without_a_load_balancer() 
     .unwrap();
     assert_eq!(cut, 1, "one session held the ledger's relay lock");
     register(&env, &complaint("majuqiao", "双实例小区", "8", "B1")).await;
-    qingling_tests::eventually("one relay leader again", WAIT, || async {
-        let mut leaders = 0;
-        for s in env.instances("ledger") {
-            let t = metrics_of(&env, &s.url).await;
-            leaders += (metric(&t, "qingling_leader", "role=\"relay\"") == 1.0) as usize;
-        }
-        (leaders == 1).then_some(())
-    })
-    .await;
+    leader(&env, "ledger", "relay").await;
 
     // The ledger's relay leader dies: the other instance takes over, and the flow goes on.
     let lead = leader(&env, "ledger", "relay").await;
