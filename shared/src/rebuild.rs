@@ -21,6 +21,17 @@ pub trait Projector: Send + Sync {
         ev: &Envelope,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Replays the whole own log at once, much faster than event by event, where the service has
+    /// such a replay (`None` where not). Used only when the own log alone determines the
+    /// projections; must leave them exactly as [`Projector::project_own`] would.
+    fn replay_all(
+        &self,
+        _conn: &mut PgConnection,
+        _progress: &mut (dyn FnMut(u64) + Send),
+    ) -> impl Future<Output = anyhow::Result<Option<u64>>> + Send {
+        async { Ok(None) }
+    }
+
     /// After the replay: whatever is cheaper computed once than kept per event (updating one row
     /// a million times in one transaction is quadratic in PostgreSQL).
     fn finish(&self, _conn: &mut PgConnection) -> impl Future<Output = anyhow::Result<()>> + Send {
@@ -43,13 +54,15 @@ pub async fn rebuild<P: Projector, A: Apply>(
     pool: &PgPool,
     projector: &P,
     foreign: Option<&A>,
-    mut progress: impl FnMut(u64, u64),
+    mut progress: impl FnMut(u64, u64) + Send,
 ) -> anyhow::Result<Stats> {
     let started = Instant::now();
-    let total: i64 =
-        sqlx::query_scalar("select (select count(*) from events) + (select count(*) from inbox)")
-            .fetch_one(pool)
-            .await?;
+    let total_sql = if foreign.is_some() {
+        "select (select count(*) from events) + (select count(*) from inbox)"
+    } else {
+        "select count(*) from events"
+    };
+    let total: i64 = sqlx::query_scalar(total_sql).fetch_one(pool).await?;
     let mut tx = pool.begin().await?;
     // Everything that writes projections or the log waits until the rebuild commits.
     let mut tables: Vec<&str> = vec!["events", "inbox", "consumed_streams"];
@@ -64,6 +77,15 @@ pub async fn rebuild<P: Projector, A: Apply>(
         .await?;
     let mut stats = Stats::default();
     let mut after = -1i64;
+    if foreign.is_none() {
+        let total = total as u64;
+        let mut report = |done| progress(done, total);
+        if let Some(n) = projector.replay_all(&mut tx, &mut report).await? {
+            stats.own = n;
+            // Skip the per-event replay below (the inbox is not replayed without `foreign`).
+            after = i64::MAX;
+        }
+    }
     loop {
         let rows = sqlx::query(
             "select apply_seq, true as own, position, event_id, stream, version, event_type, occurred_at, actor, correlation_id,

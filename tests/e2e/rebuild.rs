@@ -57,7 +57,12 @@ pub async fn rebuild_all(env: &TestEnv) -> Vec<Value> {
 
 #[tokio::test]
 async fn rebuilt_projections_equal_the_live_ones_and_processing_continues() {
-    let env = TestEnv::start().await;
+    // A short respond limit, so items are flagged overdue too.
+    let env = TestEnv::start_with(&[
+        ("QINGLING_RESPOND_WITHIN", "1s"),
+        ("QINGLING_DEADLINE_TICK", "100ms"),
+    ])
+    .await;
     let (op, rv, dist) = (
         env.token(Role::Operator, "tongzhou"),
         env.token(Role::Reviewer, "tongzhou"),
@@ -65,7 +70,9 @@ async fn rebuilt_projections_equal_the_live_ones_and_processing_continues() {
     );
     let st = env.token(Role::Street, "jiukeshu");
     // A little of everything: registrations, a repeat call, acknowledgement, a rejected and an
-    // approved write-off, a follow-up, a return and re-dispatch, an inspection find, an extension.
+    // approved write-off, a follow-up, a return and re-dispatch, an inspection find, extensions
+    // approved, rejected and pending, a rebound, a complaint leaving an item that stays open, a
+    // write-off request left pending, overdue flags.
     let (c1, i1) = register(&env, &complaint("jiukeshu", "园景阁西区", "3", "B1")).await;
     register(&env, &complaint("jiukeshu", "园景阁西区", "3号楼", "b1")).await;
     let (c3, _) = register(&env, &complaint("jiukeshu", "新城阳光", "7", "B1")).await;
@@ -140,11 +147,79 @@ async fn rebuilt_projections_equal_the_live_ones_and_processing_continues() {
         &json!({}),
     )
     .await;
+    for decision in ["reject", "none"] {
+        let (status, find) = env.post("ledger", "/v1/ledger/items", &st, &json!({"category": "group_rental", "point": {"community": "九棵树家园", "building": decision, "basement": "B2"}})).await;
+        assert_eq!(status, StatusCode::CREATED, "{find}");
+        let fid = find["item_id"].as_str().unwrap();
+        let (status, _) = env
+            .post(
+                "ledger",
+                &format!("/v1/ledger/items/{fid}/extension"),
+                &st,
+                &json!({"until": until, "reason": "产权复杂"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        if decision == "reject" {
+            let (status, _) = env
+                .post(
+                    "ledger",
+                    &format!("/v1/ledger/items/{fid}/extension/reject"),
+                    &rv,
+                    &json!({"reason": "理由不足"}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+    // A rebound at the point written off above.
+    let (_, again) = register(&env, &complaint("jiukeshu", "园景阁西区", "3", "B1")).await;
+    // Two calls on one item; one is returned: it leaves, the item stays open.
+    let (c5, i5) = register(&env, &complaint("xinhua", "运河小区", "2", "B1")).await;
+    let (_, i6) = register(&env, &complaint("xinhua", "运河小区", "2号楼", "B1")).await;
+    assert_eq!(i5, i6);
+    let (status, r) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{c5}/return"),
+            &env.token(Role::Street, "xinhua"),
+            &json!({"reason": "重复派单"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    // A write-off request waiting for review.
+    let (_, i7) = register(&env, &complaint("luyuan", "紫运南里", "5", "B1")).await;
+    env.post(
+        "ledger",
+        &format!("/v1/ledger/items/{i7}/acknowledge"),
+        &env.token(Role::Street, "luyuan"),
+        &json!({}),
+    )
+    .await;
+    request_closure(&env, "luyuan", &rectified(&i7)).await;
+    item_status(&env, &i7, "closure_pending").await;
     complaint_status(&env, &c3, "registered", WAIT).await;
+    // Every unacknowledged item passes its 1 s limit and is flagged before the snapshot.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     consumers_idle(&env).await;
 
     let live = snapshot(&env).await;
-    assert!(live["ledger.items"].as_array().unwrap().len() >= 4);
+    let items = live["ledger.items"].as_array().unwrap();
+    let item = |id: &str| items.iter().find(|i| i["item_id"] == id).unwrap().clone();
+    assert_eq!(item(&again)["rebound_of"], i1.as_str());
+    assert_eq!(item(&i5)["complaint_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(item(&i7)["status"], "closure_pending");
+    let statuses: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i["extension"]["status"].as_str())
+        .collect();
+    for s in ["approved", "rejected", "pending"] {
+        assert!(statuses.contains(&s), "an extension {s}: {statuses:?}");
+    }
+    assert!(
+        items.iter().any(|i| i["overdue"] == json!(["respond"])),
+        "an item flagged overdue"
+    );
     for stats in rebuild_all(&env).await {
         assert!(stats["own_events"].as_u64().unwrap() > 0, "{stats}");
     }

@@ -8,6 +8,7 @@ pub mod export;
 pub mod http;
 pub mod live;
 pub mod projector;
+pub mod replay;
 pub mod store;
 pub mod summary;
 

@@ -19,6 +19,14 @@ impl qingling_shared::rebuild::Projector for Projector {
         Ok(())
     }
 
+    async fn replay_all(
+        &self,
+        c: &mut PgConnection,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> anyhow::Result<Option<u64>> {
+        Ok(Some(crate::replay::replay(c, progress).await?))
+    }
+
     async fn finish(&self, c: &mut PgConnection) -> anyhow::Result<()> {
         store::recompute_zero_marks(c).await?;
         Ok(())
