@@ -26,16 +26,11 @@ pub trait Projector: Send + Sync {
     /// projections; must leave them exactly as [`Projector::project_own`] would.
     fn replay_all(
         &self,
+        _pool: &PgPool,
         _conn: &mut PgConnection,
         _progress: &mut (dyn FnMut(u64) + Send),
     ) -> impl Future<Output = anyhow::Result<Option<u64>>> + Send {
         async { Ok(None) }
-    }
-
-    /// After the replay: whatever is cheaper computed once than kept per event (updating one row
-    /// a million times in one transaction is quadratic in PostgreSQL).
-    fn finish(&self, _conn: &mut PgConnection) -> impl Future<Output = anyhow::Result<()>> + Send {
-        async { Ok(()) }
     }
 }
 
@@ -80,7 +75,7 @@ pub async fn rebuild<P: Projector, A: Apply>(
     if foreign.is_none() {
         let total = total as u64;
         let mut report = |done| progress(done, total);
-        if let Some(n) = projector.replay_all(&mut tx, &mut report).await? {
+        if let Some(n) = projector.replay_all(pool, &mut tx, &mut report).await? {
             stats.own = n;
             // Skip the per-event replay below (the inbox is not replayed without `foreign`).
             after = i64::MAX;
@@ -130,7 +125,6 @@ pub async fn rebuild<P: Projector, A: Apply>(
             }
         }
     }
-    projector.finish(&mut tx).await?;
     tx.commit().await?;
     progress(stats.own + stats.foreign, total as u64);
     stats.seconds = started.elapsed().as_secs_f64();

@@ -19,10 +19,16 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     name: "ledger",
     addr_var: "QINGLING_LEDGER_ADDR",
     default_addr: "127.0.0.1:8082",
-    migrations: &[(
-        "0002_items",
-        include_str!("../../../migrations/ledger/0002_items.sql"),
-    )],
+    migrations: &[
+        (
+            "0002_items",
+            include_str!("../../../migrations/ledger/0002_items.sql"),
+        ),
+        (
+            "0003_journal_view",
+            include_str!("../../../migrations/ledger/0003_journal_view.sql"),
+        ),
+    ],
     listens_to: &["intake", "closure"],
     description: "The dynamic ledger (动态台账): items, 上账, 签收, 销账, dynamic-zero summary, live stream, journal, import.",
 };

@@ -1,5 +1,5 @@
 //! The ledger's projections come from its own log alone (what it learned from intake and closure
-//! became item events).
+//! became item events). The journal is a view of the log and needs no rebuilding.
 
 use qingling_shared::Envelope;
 use sqlx::PgConnection;
@@ -11,24 +11,20 @@ pub struct Projector;
 
 impl qingling_shared::rebuild::Projector for Projector {
     fn tables(&self) -> &'static [&'static str] {
-        &["items", "journal", "zero_marks"]
+        &["items", "zero_marks"]
     }
 
     async fn project_own(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
-        store::project_with(c, ev, &ItemEvent::from_envelope(ev)?, false).await?;
+        store::project(c, ev, &ItemEvent::from_envelope(ev)?).await?;
         Ok(())
     }
 
     async fn replay_all(
         &self,
+        pool: &sqlx::PgPool,
         c: &mut PgConnection,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> anyhow::Result<Option<u64>> {
-        Ok(Some(crate::replay::replay(c, progress).await?))
-    }
-
-    async fn finish(&self, c: &mut PgConnection) -> anyhow::Result<()> {
-        store::recompute_zero_marks(c).await?;
-        Ok(())
+        Ok(Some(crate::replay::replay(pool, c, progress).await?))
     }
 }

@@ -1,4 +1,5 @@
-//! The ledger's SQL: the items projection, the journal, dynamic-zero marks, and their queries.
+//! The ledger's SQL: the items projection, dynamic-zero marks, the journal (a view of the log),
+//! and their queries.
 
 use chrono::{DateTime, Utc};
 use qingling_shared::Envelope;
@@ -44,19 +45,9 @@ const ITEM_COLUMNS: &str = "item_id, district, street, category, point_id, point
     complaint_ids, registered_at, acknowledged_at, respond_by, resolve_by, overdue, written_off_at, write_off_kind,
     closure_id, rebound_of, extension";
 
-/// Brings the projections up to date with one appended item event (same transaction).
+/// Brings the projections up to date with one appended item event (same transaction). A rebuild
+/// does the same for the whole log at once ([`crate::replay`]).
 pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sqlx::Result<()> {
-    project_with(c, env, ev, true).await
-}
-
-/// `marks`: whether to keep the dynamic-zero marks per event (a rebuild computes them at the end
-/// with [`recompute_zero_marks`]).
-pub async fn project_with(
-    c: &mut PgConnection,
-    env: &Envelope,
-    ev: &ItemEvent,
-    marks: bool,
-) -> sqlx::Result<()> {
     let at = env.occurred_at;
     match ev {
         ItemEvent::ItemRegistered(r) => {
@@ -81,23 +72,6 @@ pub async fn project_with(
             .bind(r.rebound_of)
             .execute(&mut *c)
             .await?;
-            journal(
-                c,
-                env,
-                "registration",
-                r.item_id,
-                &r.district,
-                &r.street,
-                &r.category,
-                r.point_id,
-                r.complaint_id,
-                None,
-                None,
-            )
-            .await?;
-            if !marks {
-                return Ok(());
-            }
             sqlx::query(
                 "insert into zero_marks as z (district, street, category, open, zero_since) values ($1, $2, $3, 1, null), ($1, '', $3, 1, null)
                  on conflict (district, street, category) do update set open = z.open + 1, zero_since = null",
@@ -217,23 +191,6 @@ pub async fn project_with(
             .bind(w.closure_id)
             .execute(&mut *c)
             .await?;
-            journal(
-                c,
-                env,
-                "write_off",
-                w.item_id,
-                &w.district,
-                &w.street,
-                &w.category,
-                w.point_id,
-                None,
-                w.closure_id,
-                Some(&w.kind),
-            )
-            .await?;
-            if !marks {
-                return Ok(());
-            }
             // Dynamic zero reached for the street, and perhaps the district, at this moment.
             sqlx::query(
                 "update zero_marks set open = open - 1, zero_since = case when open = 1 then $4 else zero_since end
@@ -247,41 +204,6 @@ pub async fn project_with(
             .await?;
         }
     }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn journal(
-    c: &mut PgConnection,
-    env: &Envelope,
-    kind: &str,
-    item_id: Uuid,
-    district: &str,
-    street: &str,
-    category: &str,
-    point_id: Uuid,
-    complaint_id: Option<Uuid>,
-    closure_id: Option<Uuid>,
-    write_off_kind: Option<&str>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "insert into journal (position, kind, item_id, district, street, category, point_id, at, actor, complaint_id, closure_id, write_off_kind)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(env.position)
-    .bind(kind)
-    .bind(item_id)
-    .bind(district)
-    .bind(street)
-    .bind(category)
-    .bind(point_id)
-    .bind(env.occurred_at)
-    .bind(&env.actor)
-    .bind(complaint_id)
-    .bind(closure_id)
-    .bind(write_off_kind)
-    .execute(c)
-    .await?;
     Ok(())
 }
 
@@ -477,25 +399,4 @@ pub async fn open_item_of_complaint(
     .bind(complaint_id)
     .fetch_optional(c)
     .await
-}
-
-/// The dynamic-zero marks from the journal: open = registrations − write-offs, and an area at zero
-/// reached it with its last entry (a write-off). Equal to what the per-event updates keep.
-pub async fn recompute_zero_marks(c: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query(
-        "insert into zero_marks (district, street, category, open, zero_since)
-         select district, street, category, open, case when open = 0 then last_at end
-         from (select district, street, category,
-                      count(*) filter (where kind = 'registration') - count(*) filter (where kind = 'write_off') as open,
-                      max(at) as last_at
-               from journal group by district, street, category
-               union all
-               select district, '', category,
-                      count(*) filter (where kind = 'registration') - count(*) filter (where kind = 'write_off'),
-                      max(at)
-               from journal group by district, category) m",
-    )
-    .execute(c)
-    .await?;
-    Ok(())
 }

@@ -553,8 +553,9 @@ const CHECKS: &[(&str, &str)] = &[
                    union all -- the district-wide rows (street '')
                    select district, '', category, count(*) from ledger.items where status <> 'written_off' group by 1, 3) i
         using (district, street, category) where coalesce(z.open, 0) <> coalesce(i.open, 0)"),
-    ("ledger: the journal holds every registration and write-off",
-     "select abs((select count(*) from ledger.journal) - (select count(*) from ledger.events where event_type in ('item_registered', 'item_written_off')))"),
+    ("ledger: each item stands where it was registered",
+     "select count(*) from ledger.items i join ledger.events e on e.stream = 'item-' || i.item_id and e.event_type = 'item_registered'
+        where e.data->>'district' <> i.district or e.data->>'street' <> i.street or (e.data->>'point_id')::uuid <> i.point_id"),
     ("ledger: a complaint is placed at most once per dispatch",
      "select count(*) from (select data->>'complaint_id' c, count(*) n from ledger.events
         where event_type in ('item_registered', 'complaint_linked') and data->>'complaint_id' is not null group by 1) p
