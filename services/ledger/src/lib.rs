@@ -28,6 +28,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
             "0003_journal_view",
             include_str!("../../../migrations/ledger/0003_journal_view.sql"),
         ),
+        (
+            "0004_open_complaints_index",
+            include_str!("../../../migrations/ledger/0004_open_complaints_index.sql"),
+        ),
     ],
     listens_to: &["intake", "closure"],
     description: "The dynamic ledger (动态台账): items, 上账, 签收, 销账, dynamic-zero summary, live stream, journal, import.",

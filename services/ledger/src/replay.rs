@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
+use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -184,7 +185,12 @@ struct Csv(String);
 impl Csv {
     fn text(&mut self, s: &str) {
         self.0.push('"');
-        self.0.push_str(&s.replace('"', "\"\""));
+        for (n, part) in s.split('"').enumerate() {
+            if n > 0 {
+                self.0.push_str("\"\"");
+            }
+            self.0.push_str(part);
+        }
         self.0.push_str("\",");
     }
     fn opt_text(&mut self, s: Option<&str>) {
@@ -272,8 +278,12 @@ pub async fn replay(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> anyhow::Result<u64> {
     let started = Instant::now();
-    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<anyhow::Result<Page>>(4);
-    let reader = tokio::spawn(read_log(pool.clone(), pages_tx));
+    // Three stages on their own tasks: PostgreSQL sends the next page while the last is parsed
+    // and the one before is folded.
+    let (rows_tx, rows) = tokio::sync::mpsc::channel(2);
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<anyhow::Result<Page>>(2);
+    let reader = tokio::spawn(read_log(pool.clone(), rows_tx));
+    let parser = tokio::spawn(parse_pages(rows, pages_tx));
     let indexes = drop_indexes(c, "items").await?;
     let mut fold = Fold::default();
     let mut done = 0u64;
@@ -286,21 +296,8 @@ pub async fn replay(
         progress(done);
     }
     reader.await??;
+    parser.await?;
     let log_s = started.elapsed().as_secs_f64();
-    // In key order, so the primary key grows at its right edge instead of all over.
-    let mut rows: Vec<&Item> = fold.items.values().collect();
-    rows.sort_unstable_by_key(|i| i.reg.item_id);
-    let mut copy = c.copy_in_raw(ITEMS_COPY).await?;
-    let mut csv = Csv(String::with_capacity(CHUNK + 4096));
-    for i in rows {
-        item_csv(&mut csv, i);
-        if csv.0.len() >= CHUNK {
-            copy.send(csv.0.as_bytes()).await?;
-            csv.0.clear();
-        }
-    }
-    copy.send(csv.0.as_bytes()).await?;
-    copy.finish().await?;
     for ((district, street, category), m) in &fold.marks {
         sqlx::query("insert into zero_marks (district, street, category, open, zero_since) values ($1, $2, $3, $4, $5)")
             .bind(district)
@@ -311,9 +308,32 @@ pub async fn replay(
             .execute(&mut *c)
             .await?;
     }
-    let items_s = started.elapsed().as_secs_f64() - log_s;
     let items = fold.items.len();
-    drop(fold);
+    // The rows are written out on another thread while PostgreSQL takes the previous chunk; in
+    // key order, so the primary key grows at its right edge instead of all over.
+    let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<String>(2);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut rows: Vec<Item> = fold.items.into_values().collect();
+        rows.sort_unstable_by_key(|i| i.reg.item_id);
+        let mut csv = Csv(String::with_capacity(CHUNK + 4096));
+        for i in &rows {
+            item_csv(&mut csv, i);
+            if csv.0.len() >= CHUNK {
+                let full = std::mem::replace(&mut csv.0, String::with_capacity(CHUNK + 4096));
+                if chunks_tx.blocking_send(full).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = chunks_tx.blocking_send(csv.0);
+    });
+    let mut copy = c.copy_in_raw(ITEMS_COPY).await?;
+    while let Some(chunk) = chunks.recv().await {
+        copy.send(chunk.as_bytes()).await?;
+    }
+    writer.await?;
+    copy.finish().await?;
+    let items_s = started.elapsed().as_secs_f64() - log_s;
     sqlx::query("set local maintenance_work_mem = '256MB'")
         .execute(&mut *c)
         .await?;
@@ -331,25 +351,41 @@ pub async fn replay(
     Ok(done)
 }
 
-/// Reads the log in pages and parses it, until the end or the receiver is gone.
+/// Reads the log in pages, until the end or the receiver is gone.
 async fn read_log(
     pool: PgPool,
-    pages: tokio::sync::mpsc::Sender<anyhow::Result<Page>>,
+    pages: tokio::sync::mpsc::Sender<Vec<PgRow>>,
 ) -> anyhow::Result<()> {
     let mut c = pool.acquire().await?;
     let mut after = 0i64;
     loop {
-        let page = async {
-            let rows = sqlx::query(
-                "select position, event_id, event_type, occurred_at, data::text as data
-                 from events where position > $1 order by position limit $2",
-            )
-            .bind(after)
-            .bind(PAGE)
-            .fetch_all(&mut *c)
-            .await?;
-            let mut page = Vec::with_capacity(rows.len());
-            for r in &rows {
+        let rows = sqlx::query(
+            "select position, event_id, event_type, occurred_at, data::text as data
+             from events where position > $1 order by position limit $2",
+        )
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(&mut *c)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.try_get("position")?;
+        if pages.send(rows).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Parses pages of rows into events; stops at the first error, which it passes on.
+async fn parse_pages(
+    mut rows: tokio::sync::mpsc::Receiver<Vec<PgRow>>,
+    pages: tokio::sync::mpsc::Sender<anyhow::Result<Page>>,
+) {
+    while let Some(raw) = rows.recv().await {
+        let page = raw
+            .iter()
+            .map(|r| {
                 let logged = Logged {
                     position: r.try_get("position")?,
                     at: r.try_get("occurred_at")?,
@@ -359,21 +395,13 @@ async fn read_log(
                     r.try_get("event_type")?,
                     r.try_get("data")?,
                 )?;
-                page.push((logged, ev));
-            }
-            anyhow::Ok(page)
-        }
-        .await;
-        let last = match &page {
-            Ok(p) if p.is_empty() => return Ok(()),
-            Ok(p) => p[p.len() - 1].0.position,
-            Err(_) => 0,
-        };
+                Ok((logged, ev))
+            })
+            .collect::<anyhow::Result<Page>>();
         let failed = page.is_err();
         if pages.send(page).await.is_err() || failed {
-            return Ok(());
+            return;
         }
-        after = last;
     }
 }
 
