@@ -3,8 +3,9 @@
 //! statements per event. It must leave exactly what [`crate::store::project`] leaves event by event; the
 //! rebuild test compares the two after a live run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -13,12 +14,23 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::domain::{ItemEvent, Registered};
+use crate::domain::ItemEvent;
 
-/// An item as its row in `items` will be.
+/// An item as its row in `items` will be. Compact, since a city's log holds millions: the names
+/// (district, street, …) are shared, the point is kept as its JSON text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
-    pub reg: Registered,
+    pub item_id: Uuid,
+    pub district: Arc<str>,
+    pub street: Arc<str>,
+    pub category: Arc<str>,
+    pub source: Arc<str>,
+    pub urgency: Arc<str>,
+    pub point_id: Uuid,
+    pub point: Box<str>,
+    pub description: Box<str>,
+    pub respond_by: Option<DateTime<Utc>>,
+    pub rebound_of: Option<Uuid>,
     pub status: &'static str,
     pub complaint_ids: Vec<Uuid>,
     pub registered_at: DateTime<Utc>,
@@ -26,9 +38,10 @@ pub struct Item {
     pub resolve_by: Option<DateTime<Utc>>,
     pub overdue: Vec<&'static str>,
     pub written_off_at: Option<DateTime<Utc>>,
-    pub write_off_kind: Option<String>,
+    pub write_off_kind: Option<Arc<str>>,
     pub closure_id: Option<Uuid>,
-    pub extension: Option<Value>,
+    /// JSON text.
+    pub extension: Option<Box<str>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -52,11 +65,22 @@ pub type Area = (String, String, String);
 /// The items folded so far. Pure: events in, rows out.
 #[derive(Debug, Default)]
 pub struct Fold {
-    pub items: HashMap<Uuid, Item>,
+    /// Boxed: the table doubles as it grows, and empty slots then cost a pointer, not an item.
+    pub items: HashMap<Uuid, Box<Item>>,
     pub marks: HashMap<Area, Mark>,
+    names: HashSet<Arc<str>>,
 }
 
 impl Fold {
+    fn name(&mut self, s: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(s) {
+            return n.clone();
+        }
+        let n: Arc<str> = s.into();
+        self.names.insert(n.clone());
+        n
+    }
+
     /// Applies one event of the log.
     pub fn apply(&mut self, env: &Logged, ev: ItemEvent) -> anyhow::Result<()> {
         let at = env.at;
@@ -74,23 +98,31 @@ impl Fold {
                     m.open += 1;
                     m.zero_since = None;
                 }
-                self.items.insert(
-                    r.item_id,
-                    Item {
-                        status: "registered",
-                        complaint_ids: r.complaint_id.into_iter().collect(),
-                        registered_at: at,
-                        acknowledged_at: None,
-                        resolve_by: r.resolve_by,
-                        overdue: vec![],
-                        written_off_at: None,
-                        write_off_kind: None,
-                        closure_id: None,
-                        extension: None,
-                        updated_at: at,
-                        reg: r,
-                    },
-                );
+                let item = Item {
+                    item_id: r.item_id,
+                    district: self.name(&r.district),
+                    street: self.name(&r.street),
+                    category: self.name(&r.category),
+                    source: self.name(&r.source),
+                    urgency: self.name(&r.urgency),
+                    point_id: r.point_id,
+                    point: r.point.to_string().into(),
+                    description: r.description.into(),
+                    respond_by: r.respond_by,
+                    rebound_of: r.rebound_of,
+                    status: "registered",
+                    complaint_ids: r.complaint_id.into_iter().collect(),
+                    registered_at: at,
+                    acknowledged_at: None,
+                    resolve_by: r.resolve_by,
+                    overdue: vec![],
+                    written_off_at: None,
+                    write_off_kind: None,
+                    closure_id: None,
+                    extension: None,
+                    updated_at: at,
+                };
+                self.items.insert(r.item_id, Box::new(item));
                 return Ok(());
             }
             ItemEvent::ItemWrittenOff(w) => {
@@ -104,10 +136,11 @@ impl Fold {
                         m.open -= 1;
                     }
                 }
+                let kind = self.name(&w.kind);
                 if let Some(i) = self.items.get_mut(&w.item_id) {
                     i.status = "written_off";
                     i.written_off_at = Some(at);
-                    i.write_off_kind = Some(w.kind);
+                    i.write_off_kind = Some(kind);
                     i.closure_id = w.closure_id;
                     i.updated_at = at;
                 }
@@ -159,8 +192,10 @@ impl Fold {
     }
 }
 
-fn extension(status: &str, until: DateTime<Utc>, reason: &str) -> Value {
+fn extension(status: &str, until: DateTime<Utc>, reason: &str) -> Box<str> {
     serde_json::json!({"status": status, "until": until, "reason": reason})
+        .to_string()
+        .into()
 }
 
 fn ev_item(ev: &ItemEvent) -> Uuid {
@@ -231,28 +266,27 @@ impl Csv {
 }
 
 fn item_csv(out: &mut Csv, i: &Item) {
-    let r = &i.reg;
-    out.uuid(r.item_id);
-    out.text(&r.district);
-    out.text(&r.street);
-    out.text(&r.category);
-    out.uuid(r.point_id);
-    out.text(&r.point.to_string());
-    out.text(&r.description);
-    out.text(&r.source);
-    out.text(&r.urgency);
+    out.uuid(i.item_id);
+    out.text(&i.district);
+    out.text(&i.street);
+    out.text(&i.category);
+    out.uuid(i.point_id);
+    out.text(&i.point);
+    out.text(&i.description);
+    out.text(&i.source);
+    out.text(&i.urgency);
     out.text(i.status);
     out.array(&i.complaint_ids);
     out.time(i.registered_at);
     out.opt_time(i.acknowledged_at);
-    out.opt_time(r.respond_by);
+    out.opt_time(i.respond_by);
     out.opt_time(i.resolve_by);
     out.array(&i.overdue);
     out.opt_time(i.written_off_at);
     out.opt_text(i.write_off_kind.as_deref());
     out.opt_uuid(i.closure_id);
-    out.opt_uuid(r.rebound_of);
-    out.opt_text(i.extension.as_ref().map(|e| e.to_string()).as_deref());
+    out.opt_uuid(i.rebound_of);
+    out.opt_text(i.extension.as_deref());
     out.time(i.updated_at);
     out.end();
 }
@@ -260,7 +294,7 @@ fn item_csv(out: &mut Csv, i: &Item) {
 const ITEMS_COPY: &str = "copy items (item_id, district, street, category, point_id, point, description, source, urgency, status,
     complaint_ids, registered_at, acknowledged_at, respond_by, resolve_by, overdue, written_off_at, write_off_kind,
     closure_id, rebound_of, extension, updated_at) from stdin (format csv, freeze)";
-const PAGE: i64 = 20_000;
+const PAGE: i64 = 5_000;
 /// Bytes of CSV sent per `COPY` data message batch.
 const CHUNK: usize = 4 << 20;
 
@@ -313,10 +347,10 @@ pub async fn replay(
     // key order, so the primary key grows at its right edge instead of all over.
     let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<String>(2);
     let writer = tokio::task::spawn_blocking(move || {
-        let mut rows: Vec<Item> = fold.items.into_values().collect();
-        rows.sort_unstable_by_key(|i| i.reg.item_id);
+        let mut rows: Vec<&Item> = fold.items.values().map(|i| &**i).collect();
+        rows.sort_unstable_by_key(|i| i.item_id);
         let mut csv = Csv(String::with_capacity(CHUNK + 4096));
-        for i in &rows {
+        for i in rows {
             item_csv(&mut csv, i);
             if csv.0.len() >= CHUNK {
                 let full = std::mem::replace(&mut csv.0, String::with_capacity(CHUNK + 4096));
@@ -436,7 +470,7 @@ fn parse(event_id: Uuid, event_type: &str, data: &str) -> anyhow::Result<ItemEve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{OverdueKind, WrittenOff};
+    use crate::domain::{OverdueKind, Registered, WrittenOff};
 
     fn at(h: i64) -> DateTime<Utc> {
         "2026-11-28T08:00:00.123456789Z"
@@ -544,7 +578,8 @@ mod tests {
             ("written_off", Some(Uuid::from_u128(10)))
         );
         assert_eq!(i.resolve_by, Some(at(400)));
-        assert_eq!(i.extension.as_ref().unwrap()["status"], "approved");
+        let ext: Value = serde_json::from_str(i.extension.as_deref().unwrap()).unwrap();
+        assert_eq!(ext["status"], "approved");
         assert_eq!(
             (i.acknowledged_at, i.written_off_at),
             (Some(at(6)), Some(at(10)))
