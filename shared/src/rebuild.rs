@@ -131,6 +131,43 @@ pub async fn rebuild<P: Projector, A: Apply>(
     Ok(stats)
 }
 
+/// Drops the secondary indexes of `table` (in the current schema) for a bulk load; returns the
+/// statements that build them again ([`build_indexes`]): one sorted build is much cheaper than
+/// keeping them up to date row by row. Inside the rebuild's transaction, so a failure drops
+/// nothing.
+pub async fn drop_secondary_indexes(
+    c: &mut PgConnection,
+    table: &str,
+) -> sqlx::Result<Vec<String>> {
+    let defs: Vec<(String, String)> = sqlx::query_as(
+        "select i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+         from pg_index i
+         where i.indrelid = (current_schema() || '.' || $1)::regclass and not i.indisprimary",
+    )
+    .bind(table)
+    .fetch_all(&mut *c)
+    .await?;
+    for (name, _) in &defs {
+        sqlx::query(sqlx::AssertSqlSafe(format!("drop index {name}")))
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(defs.into_iter().map(|(_, def)| def).collect())
+}
+
+/// Builds the indexes [`drop_secondary_indexes`] dropped, with memory enough to sort in one go.
+pub async fn build_indexes(c: &mut PgConnection, defs: Vec<String>) -> sqlx::Result<()> {
+    sqlx::query("set local maintenance_work_mem = '256MB'")
+        .execute(&mut *c)
+        .await?;
+    for def in defs {
+        sqlx::query(sqlx::AssertSqlSafe(def))
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
 /// `qingling-<service> rebuild`: rebuilds the service's projections in the database of
 /// `DATABASE_URL`, while the service may keep running. Prints progress to stderr and the figures
 /// as JSON to stdout.

@@ -49,18 +49,24 @@ async fn received(env: &TestEnv) -> i64 {
     .await
 }
 
-/// Sessions holding `svc`'s advisory lock for `role`.
-async fn lock_holders(env: &TestEnv, svc: &str, role: &str) -> i64 {
-    sqlx::query_scalar(
-        "select count(*) from pg_locks l
+/// The granted advisory lock `$1` (`<schema>:<role>`) of this database, as `shared::leader`
+/// takes it.
+macro_rules! lock_rows {
+    () => {
+        "from pg_locks l
          where l.locktype = 'advisory' and l.granted and l.classid = 7102
            and l.objid = (hashtext($1)::bigint & 4294967295)::oid
-           and l.database = (select oid from pg_database where datname = current_database())",
-    )
-    .bind(format!("{svc}:{role}"))
-    .fetch_one(&mut env.db(svc).await)
-    .await
-    .unwrap()
+           and l.database = (select oid from pg_database where datname = current_database())"
+    };
+}
+
+/// Sessions holding `svc`'s advisory lock for `role`.
+async fn lock_holders(env: &TestEnv, svc: &str, role: &str) -> i64 {
+    sqlx::query_scalar(concat!("select count(*) ", lock_rows!()))
+        .bind(format!("{svc}:{role}"))
+        .fetch_one(&mut env.db(svc).await)
+        .await
+        .unwrap()
 }
 
 /// Which instance of `svc` leads `role`. A deposed holder notices within seconds, so this waits
@@ -179,18 +185,16 @@ async fn two_instances_of_every_service_behave_as_one_without_a_load_balancer() 
 
     // The leader's lock session is cut (its database connection dropped): the lock is taken again,
     // by one instance only, and publishing goes on.
-    let cut: i64 = sqlx::query_scalar(
-        "select count(pg_terminate_backend(l.pid)) from pg_locks l
-         where l.locktype = 'advisory' and l.classid = 7102
-           and l.objid = (hashtext('ledger:relay')::bigint & 4294967295)::oid
-           and l.database = (select oid from pg_database where datname = current_database())",
-    )
+    let cut: i64 = sqlx::query_scalar(concat!(
+        "select count(pg_terminate_backend(l.pid)) ",
+        lock_rows!()
+    ))
+    .bind("ledger:relay")
     .fetch_one(&mut env.db("ledger").await)
     .await
     .unwrap();
     assert_eq!(cut, 1, "one session held the ledger's relay lock");
     register(&env, &complaint("majuqiao", "双实例小区", "8", "B1")).await;
-    leader(&env, "ledger", "relay").await;
 
     // The ledger's relay leader dies: the other instance takes over, and the flow goes on.
     let lead = leader(&env, "ledger", "relay").await;

@@ -167,14 +167,22 @@ impl ItemEvent {
 
     pub fn from_envelope(e: &Envelope) -> anyhow::Result<Self> {
         serde_json::from_value(serde_json::json!({"event_type": e.event_type, "data": e.data}))
-            .map_err(|err| {
-                anyhow::anyhow!(
-                    "event {} ({}) does not parse: {err}",
-                    e.event_id,
-                    e.event_type
-                )
-            })
+            .map_err(|err| unparsable(e.event_id, &e.event_type, err))
     }
+
+    /// From an event's type and its data as JSON text, as the log stores them (no `Value` in
+    /// between: a rebuild parses millions).
+    pub fn from_stored(event_id: Uuid, event_type: &str, data: &str) -> anyhow::Result<Self> {
+        let doc = format!(
+            "{{\"event_type\":{},\"data\":{data}}}",
+            Value::String(event_type.to_string())
+        );
+        serde_json::from_str(&doc).map_err(|err| unparsable(event_id, event_type, err))
+    }
+}
+
+fn unparsable(event_id: Uuid, event_type: &str, err: serde_json::Error) -> anyhow::Error {
+    anyhow::anyhow!("event {event_id} ({event_type}) does not parse: {err}")
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::Value;
+use qingling_shared::rebuild;
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::domain::ItemEvent;
@@ -318,7 +318,7 @@ pub async fn replay(
     let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<anyhow::Result<Page>>(2);
     let reader = tokio::spawn(read_log(pool.clone(), rows_tx));
     let parser = tokio::spawn(parse_pages(rows, pages_tx));
-    let indexes = drop_indexes(c, "items").await?;
+    let indexes = rebuild::drop_secondary_indexes(c, "items").await?;
     let mut fold = Fold::default();
     let mut done = 0u64;
     while let Some(page) = pages.recv().await {
@@ -368,12 +368,7 @@ pub async fn replay(
     writer.await?;
     copy.finish().await?;
     let items_s = started.elapsed().as_secs_f64() - log_s;
-    sqlx::query("set local maintenance_work_mem = '256MB'")
-        .execute(&mut *c)
-        .await?;
-    for def in indexes {
-        sqlx::query(AssertSqlSafe(def)).execute(&mut *c).await?;
-    }
+    rebuild::build_indexes(c, indexes).await?;
     tracing::info!(
         events = done,
         items,
@@ -424,7 +419,7 @@ async fn parse_pages(
                     position: r.try_get("position")?,
                     at: r.try_get("occurred_at")?,
                 };
-                let ev = parse(
+                let ev = ItemEvent::from_stored(
                     r.try_get("event_id")?,
                     r.try_get("event_type")?,
                     r.try_get("data")?,
@@ -439,38 +434,11 @@ async fn parse_pages(
     }
 }
 
-/// Drops the secondary indexes of `table`; returns the statements that build them again.
-async fn drop_indexes(c: &mut PgConnection, table: &str) -> sqlx::Result<Vec<String>> {
-    let defs: Vec<(String, String)> = sqlx::query_as(
-        "select i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
-         from pg_index i
-         where i.indrelid = (current_schema() || '.' || $1)::regclass and not i.indisprimary",
-    )
-    .bind(table)
-    .fetch_all(&mut *c)
-    .await?;
-    for (name, _) in &defs {
-        sqlx::query(AssertSqlSafe(format!("drop index {name}")))
-            .execute(&mut *c)
-            .await?;
-    }
-    Ok(defs.into_iter().map(|(_, def)| def).collect())
-}
-
-/// An item event from its type and its data as stored.
-fn parse(event_id: Uuid, event_type: &str, data: &str) -> anyhow::Result<ItemEvent> {
-    let doc = format!(
-        "{{\"event_type\":{},\"data\":{data}}}",
-        Value::String(event_type.to_string())
-    );
-    serde_json::from_str(&doc)
-        .map_err(|err| anyhow::anyhow!("event {event_id} ({event_type}) does not parse: {err}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{OverdueKind, Registered, WrittenOff};
+    use serde_json::Value;
 
     fn at(h: i64) -> DateTime<Utc> {
         "2026-11-28T08:00:00.123456789Z"
