@@ -28,8 +28,30 @@ pub trait Apply: Send + Sync + 'static {
         ev: &Envelope,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Applies several events in order, with the effects of applying them one by one; a handler
+    /// may decide them together to spare statements. Each event is logged in its own span.
+    fn apply_all(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&Envelope],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async move {
+            for ev in events {
+                let span = apply_span(ev);
+                tracing::Instrument::instrument(self.apply(conn, ev), span.clone()).await?;
+                applied(&span);
+            }
+            Ok(())
+        }
+    }
+
     /// Called after an applied event's transaction committed (e.g. to wake the relay).
     fn committed(&self) {}
+}
+
+/// The log line of an applied event, in the span from [`apply_span`].
+pub fn applied(span: &tracing::Span) {
+    span.in_scope(|| tracing::info!(target: "qingling::apply", "applied"));
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -67,7 +89,7 @@ pub async fn apply_once<A: Apply>(
         }
         let span = apply_span(ev);
         match tracing::Instrument::instrument(handler.apply(&mut tx, ev), span.clone()).await {
-            Ok(()) => span.in_scope(|| tracing::info!(target: "qingling::apply", "applied")),
+            Ok(()) => applied(&span),
             Err(e)
                 if attempt < 5
                     && matches!(
@@ -138,7 +160,9 @@ pub async fn apply_batch<A: Apply>(
             versions.insert(s, *version);
         }
     }
+    let before = versions.clone();
     let mut outcomes = Vec::with_capacity(events.len());
+    let mut inbox = Vec::with_capacity(events.len());
     let mut applied = 0;
     for &(source, ev) in events {
         let last = versions.get(ev.stream.as_str()).copied().unwrap_or(0);
@@ -152,28 +176,37 @@ pub async fn apply_batch<A: Apply>(
             outcomes.push(Outcome::Early);
             continue;
         }
-        let span = apply_span(ev);
-        tracing::Instrument::instrument(handler.apply(&mut tx, ev), span.clone()).await?;
-        span.in_scope(|| tracing::info!(target: "qingling::apply", "applied"));
+        versions.insert(&ev.stream, ev.version);
+        outcomes.push(Outcome::Applied);
+        inbox.push((source, ev));
+        applied += 1;
+    }
+    let to_apply: Vec<&Envelope> = inbox.iter().map(|(_, ev)| *ev).collect();
+    handler.apply_all(&mut tx, &to_apply).await?;
+    // The bookkeeping of the whole batch in two statements. The streams' rows are locked, so
+    // nobody else moved them; the inbox rows take their apply order after every effect of the
+    // batch and before its commit, still under the row locks of what those effects changed.
+    if applied > 0 {
+        let moved: Vec<(&str, i64)> = streams
+            .iter()
+            .filter_map(|s| {
+                let v = versions.get(s).copied()?;
+                (Some(&v) != before.get(s)).then_some((*s, v))
+            })
+            .collect();
         let done = sqlx::query(
-            "insert into consumed_streams (stream, version) values ($1, $2)
-             on conflict (stream) do update set version = excluded.version, applied_at = now()
-             where consumed_streams.version = excluded.version - 1",
+            "update consumed_streams c set version = m.version, applied_at = now()
+             from unnest($1::text[], $2::bigint[]) as m(stream, version) where c.stream = m.stream",
         )
-        .bind(&ev.stream)
-        .bind(ev.version)
+        .bind(moved.iter().map(|(s, _)| *s).collect::<Vec<_>>())
+        .bind(moved.iter().map(|(_, v)| *v).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
         anyhow::ensure!(
-            done.rows_affected() == 1,
-            "{} v{} was applied concurrently",
-            ev.stream,
-            ev.version
+            done.rows_affected() == moved.len() as u64,
+            "consumed streams vanished under their locks"
         );
-        record(&mut tx, source, ev).await?;
-        versions.insert(&ev.stream, ev.version);
-        outcomes.push(Outcome::Applied);
-        applied += 1;
+        record_all(&mut tx, &inbox).await?;
     }
     tx.commit().await?;
     if applied > 0 {
@@ -189,8 +222,28 @@ pub async fn apply_batch<A: Apply>(
 
 /// Logs made while applying an event carry its correlation id: one complaint can be followed
 /// through every service's log.
-fn apply_span(ev: &Envelope) -> tracing::Span {
+pub fn apply_span(ev: &Envelope) -> tracing::Span {
     tracing::info_span!("apply", correlation_id = %ev.correlation_id, event_type = %ev.event_type, stream = %ev.stream)
+}
+
+/// [`record`] for several events, whose apply order follows the slice's.
+async fn record_all(conn: &mut PgConnection, events: &[(&str, &Envelope)]) -> anyhow::Result<()> {
+    let envelopes = events
+        .iter()
+        .map(|(_, ev)| serde_json::to_value(ev))
+        .collect::<Result<Vec<_>, _>>()?;
+    sqlx::query(
+        "insert into inbox (event_id, envelope, source, position)
+         select i, e, s, p from unnest($1::uuid[], $2::jsonb[], $3::text[], $4::bigint[]) with ordinality as x(i, e, s, p, n)
+         order by n",
+    )
+    .bind(events.iter().map(|(_, ev)| ev.event_id).collect::<Vec<_>>())
+    .bind(envelopes)
+    .bind(events.iter().map(|(s, _)| s.to_string()).collect::<Vec<_>>())
+    .bind(events.iter().map(|(_, ev)| (ev.position > 0).then_some(ev.position)).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Keeps an applied event for rebuilds, with where it sits in its source's log (for the loss
@@ -367,7 +420,8 @@ impl<A: Apply> Consumer<A> {
             let outcomes = match apply_batch(&self.pool, self.handler.as_ref(), &envelopes).await {
                 Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
                 // Something in the batch failed: take them one by one, so only the failing one waits.
-                Err(_) => {
+                Err(e) => {
+                    tracing::warn!(consumer = %self.durable, events = events.len(), error = %e, "batch failed; applying its events one by one");
                     let mut each = Vec::with_capacity(events.len());
                     for (_, source, ev) in &events {
                         each.push(apply_once(&self.pool, self.handler.as_ref(), source, ev).await);

@@ -71,24 +71,36 @@ pub fn prepare(
         .collect()
 }
 
-/// Writes prepared envelopes of one stream, checking its version and assigning positions, in one
-/// statement under the log's lock.
+/// Writes prepared envelopes — of one stream or several, each stream's events consecutive —
+/// checking every stream's version and assigning positions, in one statement under the log's
+/// lock. On a conflict nothing may be kept: the caller's transaction must roll back.
 pub async fn write(conn: &mut PgConnection, envelopes: &mut [Envelope]) -> Result<(), StoreError> {
-    let Some(first) = envelopes.first() else {
+    if envelopes.is_empty() {
         return Ok(());
-    };
-    let (stream, expected) = (first.stream.clone(), first.version - 1);
+    }
+    // Each event carries the version its stream must be at before this write.
+    let mut expected = Vec::with_capacity(envelopes.len());
+    for (i, e) in envelopes.iter().enumerate() {
+        let first_of_stream = i == 0 || envelopes[i - 1].stream != e.stream;
+        expected.push(if first_of_stream {
+            e.version - 1
+        } else {
+            expected[i - 1]
+        });
+    }
     sqlx::query(APPEND_LOCK).execute(&mut *conn).await?;
     let col = |f: fn(&Envelope) -> String| envelopes.iter().map(f).collect::<Vec<_>>();
-    let positions: Vec<i64> = sqlx::query_scalar(
+    // The check reads the log as it was before this statement (a statement does not see its own
+    // rows), so a stream's second event is checked against the same version as its first.
+    let written: Vec<(i64, Uuid)> = sqlx::query_as(
         "insert into events (position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data)
          select (select coalesce(max(position), 0) from events) + e.n, e.event_id, e.stream, e.version, e.event_type,
                 e.occurred_at, e.actor, e.correlation_id, e.causation_id, e.data
-         from unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], $7::uuid[], $8::uuid[], $9::jsonb[])
-              with ordinality as e(event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data, n)
-         where (select coalesce(max(version), 0) from events where stream = $10) = $11
+         from unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], $7::uuid[], $8::uuid[], $9::jsonb[], $10::bigint[])
+              with ordinality as e(event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data, expected, n)
+         where (select coalesce(max(version), 0) from events x where x.stream = e.stream) = e.expected
          order by e.n
-         returning position",
+         returning position, event_id",
     )
     .bind(envelopes.iter().map(|e| e.event_id).collect::<Vec<_>>())
     .bind(col(|e| e.stream.clone()))
@@ -99,18 +111,28 @@ pub async fn write(conn: &mut PgConnection, envelopes: &mut [Envelope]) -> Resul
     .bind(envelopes.iter().map(|e| e.correlation_id).collect::<Vec<_>>())
     .bind(envelopes.iter().map(|e| e.causation_id).collect::<Vec<_>>())
     .bind(envelopes.iter().map(|e| e.data.clone()).collect::<Vec<_>>())
-    .bind(&stream)
-    .bind(expected)
+    .bind(&expected)
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| match &e {
         // Backstop: the lock makes this unreachable within one schema, but never trust that silently.
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict { stream: stream.clone(), expected, actual: expected + 1 }
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            stream: envelopes[0].stream.clone(),
+            expected: expected[0],
+            actual: expected[0] + 1,
+        },
         _ => StoreError::Database(e),
     })?;
-    if positions.len() != envelopes.len() {
+    if written.len() != envelopes.len() {
+        // A stream whose events were refused was not at its expected version.
+        let refused = envelopes
+            .iter()
+            .zip(&expected)
+            .find(|(e, _)| !written.iter().any(|(_, id)| *id == e.event_id));
+        let (stream, expected) = match refused {
+            Some((e, x)) => (e.stream.clone(), *x),
+            None => (envelopes[0].stream.clone(), expected[0]),
+        };
         let actual = stream_version(conn, &stream).await?;
         return Err(StoreError::Conflict {
             stream,
@@ -118,7 +140,7 @@ pub async fn write(conn: &mut PgConnection, envelopes: &mut [Envelope]) -> Resul
             actual,
         });
     }
-    let mut sorted = positions;
+    let mut sorted: Vec<i64> = written.into_iter().map(|(p, _)| p).collect();
     sorted.sort_unstable();
     for (e, p) in envelopes.iter_mut().zip(sorted) {
         e.position = p;
@@ -255,6 +277,39 @@ mod tests {
         assert_eq!(read, out);
         assert_eq!(read[2].data, json!({"n": 3}));
         assert!(read_stream(&mut c, "thing-2").await.unwrap().is_empty());
+    }
+
+    /// Group commit: several streams in one write; one stale stream refuses the lot.
+    #[tokio::test]
+    async fn one_write_appends_several_streams_and_one_stale_stream_refuses_them_all() {
+        let pool = fresh_pool().await;
+        append_one(&pool, "thing-old", 0, 0).await.unwrap();
+        let m = meta();
+        let mut batch = prepare("thing-a", 0, &[ev(1), ev(2)], &m);
+        batch.extend(prepare("thing-b", 0, &[ev(3)], &m));
+        let mut tx = pool.begin().await.unwrap();
+        write(&mut tx, &mut batch).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            batch
+                .iter()
+                .map(|e| (e.stream.as_str(), e.version, e.position))
+                .collect::<Vec<_>>(),
+            vec![("thing-a", 1, 2), ("thing-a", 2, 3), ("thing-b", 1, 4)]
+        );
+
+        let mut stale = prepare("thing-c", 0, &[ev(4)], &m);
+        stale.extend(prepare("thing-old", 0, &[ev(5)], &m));
+        let mut tx = pool.begin().await.unwrap();
+        let err = write(&mut tx, &mut stale).await.unwrap_err();
+        drop(tx);
+        assert!(
+            matches!(&err, StoreError::Conflict { stream, expected: 0, actual: 1 } if stream == "thing-old"),
+            "{err:?}"
+        );
+        let mut c = pool.acquire().await.unwrap();
+        assert!(read_stream(&mut c, "thing-c").await.unwrap().is_empty());
+        assert_eq!(head(&mut c).await.unwrap(), 4);
     }
 
     #[tokio::test]

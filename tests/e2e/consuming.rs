@@ -411,3 +411,83 @@ async fn a_lost_event_whose_successor_arrived_is_published_again() {
     assert_eq!(heals, 1, "applied once");
     env.cleanup().await;
 }
+
+/// The ledger decides a backlog of dispatched complaints together (one lookup of their points,
+/// one append for the new items): the outcome is the one of deciding them one by one — a repeat
+/// call joins the item registered just before it in the same backlog, and a call at a point
+/// written off lately is a rebound.
+#[tokio::test]
+async fn a_backlog_decided_together_links_repeat_calls_and_finds_rebounds() {
+    let mut env = TestEnv::start().await;
+    let (_, first) = register(&env, &complaint("songzhuang", "小堡村", "1", "B1")).await;
+    crate::write_off(&env, "songzhuang", &first).await;
+    crate::item_status(&env, &first, "written_off").await;
+
+    env.svc("ledger").signal("KILL");
+    let op = env.token(Role::Operator, "tongzhou");
+    let calls = [
+        ("小堡村", "1", "B1"),     // the written-off point again: a rebound
+        ("小堡村", "2", "B1"),     // a new point …
+        ("小堡村", "2号楼", "B1"), // … and two repeat calls about it
+        ("小堡村", "２", "B1"),
+        ("小堡村", "3", "B1"), // another new point
+    ];
+    let mut ids = vec![];
+    for (community, building, basement) in calls {
+        let (status, c) = env
+            .post(
+                "intake",
+                "/v1/complaints",
+                &op,
+                &complaint("songzhuang", community, building, basement),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{c}");
+        ids.push(c["complaint_id"].as_str().unwrap().to_string());
+    }
+    log_published(&env, "intake", 2 + 2 * calls.len() as i64).await;
+    env.restart("ledger", &[]).await;
+
+    let mut items = vec![];
+    for id in &ids {
+        let c = complaint_status(&env, id, "registered", WAIT).await;
+        items.push(c["item_id"].as_str().unwrap().to_string());
+    }
+    assert_ne!(items[0], first);
+    assert_eq!(
+        (&items[1], &items[1]),
+        (&items[2], &items[3]),
+        "repeat calls join one item"
+    );
+    assert_ne!(items[1], items[4]);
+    let dist = env.token(Role::District, "tongzhou");
+    let item = |id: String| {
+        let (env, dist) = (&env, &dist);
+        async move {
+            env.get("ledger", &format!("/v1/ledger/items/{id}"), dist)
+                .await
+                .1
+        }
+    };
+    let rebound = item(items[0].clone()).await;
+    assert_eq!(rebound["rebound_of"], first.as_str());
+    let joined = item(items[1].clone()).await;
+    assert_eq!(joined["complaint_ids"].as_array().unwrap().len(), 3);
+    assert!(joined["rebound_of"].is_null());
+    let s = crate::summary(&env).await;
+    let row = crate::street_row(&s, "songzhuang");
+    assert_eq!(
+        (row["open"].as_i64(), s["registered_total"].as_i64()),
+        (Some(3), Some(4))
+    );
+    assert_eq!(
+        count(
+            &env,
+            "ledger",
+            "select count(*) from events where event_type = 'item_registered'"
+        )
+        .await,
+        4
+    );
+    env.cleanup().await;
+}

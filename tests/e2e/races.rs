@@ -175,3 +175,136 @@ async fn many_concurrent_calls_about_one_new_basement_make_one_item() {
         env.cleanup().await;
     }
 }
+
+/// Registrations arriving together are written together (group commit): each is still answered
+/// once, counted once and kept once, and idempotency keys — repeated within the burst, even with
+/// another body — keep their meaning.
+#[tokio::test]
+async fn a_burst_of_registrations_is_written_together_and_each_counted_once() {
+    let env = std::sync::Arc::new(TestEnv::start().await);
+    let op = env.token(Role::Operator, "tongzhou");
+    // 16 calls without a key, 8 keys sent three times each, one key sent with two bodies.
+    let calls: Vec<(Option<String>, serde_json::Value)> = (0..48)
+        .map(|i| {
+            let basement = |n: usize| complaint("yongshun", "永顺小区", "3", &format!("B{n}"));
+            match i {
+                0..16 => (None, basement(i)),
+                16..40 => (
+                    Some(format!("burst-{}", (i - 16) / 3)),
+                    basement(100 + (i - 16) / 3),
+                ),
+                _ => (Some("burst-two-bodies".into()), basement(200 + i % 2)),
+            }
+        })
+        .collect();
+    let tasks: Vec<_> = calls
+        .iter()
+        .cloned()
+        .map(|(key, body)| {
+            let (env, op) = (env.clone(), op.clone());
+            tokio::spawn(async move {
+                let mut r = env
+                    .http
+                    .post(env.url("intake", "/v1/complaints"))
+                    .bearer_auth(op);
+                if let Some(k) = key {
+                    r = r.header("Idempotency-Key", k);
+                }
+                qingling_tests::read(r.json(&body).send().await.unwrap()).await
+            })
+        })
+        .collect();
+    let mut answers = vec![];
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 16 + 8 + 1, "{answers:?}");
+    for k in 0..8 {
+        let ids: std::collections::HashSet<_> = answers[16 + 3 * k..19 + 3 * k]
+            .iter()
+            .map(|(s, v)| {
+                assert!(
+                    *s == StatusCode::CREATED || *s == StatusCode::OK,
+                    "{s}: {v}"
+                );
+                v["complaint_id"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "one complaint per key");
+    }
+    // The key sent with two bodies: the first written wins, its body replays, the other is refused.
+    let two = &answers[40..48];
+    let winner = two
+        .iter()
+        .position(|(s, _)| *s == StatusCode::CREATED)
+        .unwrap();
+    for (i, (s, v)) in two.iter().enumerate() {
+        let same_body = i % 2 == winner % 2;
+        match (i == winner, same_body) {
+            (true, _) => {}
+            (false, true) => assert_eq!(*s, StatusCode::OK, "{v}"),
+            (false, false) => assert_eq!(*s, StatusCode::UNPROCESSABLE_ENTITY, "{v}"),
+        }
+    }
+
+    let mut db = env.db("intake").await;
+    async fn count(db: &mut sqlx::PgConnection, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
+    }
+    assert_eq!(
+        count(
+            &mut db,
+            "select count(*) from events where event_type = 'complaint_received'"
+        )
+        .await,
+        25
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "select count(*) from events where event_type = 'complaint_dispatched'"
+        )
+        .await,
+        25
+    );
+    assert_eq!(count(&mut db, "select count(*) from complaints where status in ('dispatched', 'registered') and counted").await, 25);
+    assert_eq!(
+        count(
+            &mut db,
+            "select count(*) from complaint_history where event_type like 'complaint_%'"
+        )
+        .await,
+        50
+    );
+    assert_eq!(count(&mut db, "select count(*) from callers").await, 25);
+    assert_eq!(count(&mut db, "select coalesce(sum(received), 0)::bigint from street_metrics where street = 'yongshun'").await, 25);
+    assert_eq!(
+        count(
+            &mut db,
+            "select count(distinct position)::bigint - max(position) from events"
+        )
+        .await,
+        0,
+        "positions have no gaps"
+    );
+    drop(db);
+    let dist = env.token(Role::District, "tongzhou");
+    qingling_tests::eventually("all 25 on the ledger", crate::WAIT, || async {
+        let (_, list) = env
+            .get(
+                "ledger",
+                "/v1/ledger/items?street=yongshun&limit=100",
+                &dist,
+            )
+            .await;
+        (list["items"].as_array()?.len() == 25).then_some(())
+    })
+    .await;
+    if let Ok(env) = std::sync::Arc::try_unwrap(env) {
+        env.cleanup().await;
+    }
+}

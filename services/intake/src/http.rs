@@ -21,6 +21,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::domain::{self, ComplaintInput, Satisfaction, Status};
+use crate::registrar::{Registrar, Registration, Written};
 use crate::{open311, projector, store};
 use serde::Deserialize;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub catalog: Catalog,
     pub limits: Limits,
     pub relay_wake: Arc<Notify>,
+    /// Writes registrations in groups (see [`crate::registrar`]).
+    pub registrar: Registrar,
     /// Open311 api keys (`QINGLING_OPEN311_KEYS`).
     pub open311_keys: open311::ApiKeys,
 }
@@ -147,37 +150,31 @@ pub async fn register_complaint(
         resolve_by: dispatch.resolve_by,
     })
     .unwrap_or_default();
-    let mut tx = s.pool.begin().await?;
-    if let Some(key) = &key {
-        if !store::claim_idempotency_key(&mut tx, &caller.sub, key, &request_hash, 201, &body)
-            .await?
-        {
-            drop(tx);
+    let registration = Registration {
+        complaint_id: id,
+        actor: caller.sub.clone(),
+        key: key.clone().map(|k| (k, request_hash.clone())),
+        response: body.clone(),
+        caller: complaint.caller.clone(),
+        events: events::prepare(
+            &format!("complaint-{id}"),
+            0,
+            &new_events,
+            &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
+        ),
+    };
+    match s.registrar.register(registration).await? {
+        Written::Created => Ok((StatusCode::CREATED, body)),
+        Written::KeyTaken => {
+            let key = key.unwrap_or_default();
             let saved =
-                store::saved_response(&mut *s.pool.acquire().await?, &caller.sub, key).await?;
-            return replay(
+                store::saved_response(&mut *s.pool.acquire().await?, &caller.sub, &key).await?;
+            replay(
                 saved.ok_or_else(|| anyhow::anyhow!("idempotency record vanished"))?,
                 &request_hash,
-            );
+            )
         }
     }
-    if let Some(c) = &complaint.caller {
-        store::insert_caller(&mut tx, id, c).await?;
-    }
-    // Project first, write the events last: the log's lock is held only for the write.
-    let mut new = events::prepare(
-        &format!("complaint-{id}"),
-        0,
-        &new_events,
-        &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
-    );
-    for ev in &new {
-        projector::project(&mut tx, ev).await?;
-    }
-    events::write(&mut tx, &mut new).await?;
-    tx.commit().await?;
-    s.relay_wake.notify_one();
-    Ok((StatusCode::CREATED, body))
 }
 
 fn replay(

@@ -6,6 +6,7 @@ pub mod http;
 pub mod open311;
 mod open311_doc;
 pub mod projector;
+pub mod registrar;
 pub mod store;
 
 use qingling_shared::runtime::{Runtime, ServiceSpec};
@@ -32,6 +33,7 @@ pub async fn run() -> anyhow::Result<()> {
         catalog: Catalog::load()?,
         limits: rt.config.limits,
         relay_wake: rt.relay_wake.clone(),
+        registrar: registrar::Registrar::start(rt.pool.clone(), rt.relay_wake.clone()),
         open311_keys: open311::ApiKeys::from_env()?,
     };
     rt.serve(&SPEC, http::router(state), consumer::LedgerEvents)

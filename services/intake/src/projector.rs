@@ -1,9 +1,11 @@
 //! intake's projections of its own events; the same function serves live commands and rebuilds.
 
+use std::collections::BTreeMap;
+
 use qingling_shared::Envelope;
 use sqlx::PgConnection;
 
-use crate::domain::{Dispatch, Dispatched, FollowUp, Received, Status};
+use crate::domain::{month_of, Dispatch, Dispatched, FollowUp, Received, Status};
 use crate::store;
 
 pub struct Projector;
@@ -16,6 +18,50 @@ impl qingling_shared::rebuild::Projector for Projector {
     async fn project_own(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
         project(c, ev).await
     }
+}
+
+/// New complaints, each as its `complaint_received` and `complaint_dispatched`: the same rows
+/// [`project`] leaves after both, written a few statements for the lot (group commit).
+pub async fn project_registrations(
+    c: &mut PgConnection,
+    regs: &[&[Envelope]],
+) -> anyhow::Result<()> {
+    let mut parsed = Vec::with_capacity(regs.len());
+    for events in regs {
+        let [received, dispatched] = events else {
+            anyhow::bail!("a registration is two events, not {}", events.len());
+        };
+        anyhow::ensure!(
+            received.event_type == "complaint_received"
+                && dispatched.event_type == "complaint_dispatched",
+            "a registration is received then dispatched"
+        );
+        parsed.push((
+            received.data_as::<Received>()?,
+            dispatched.data_as::<Dispatched>()?,
+            received.actor.as_str(),
+        ));
+    }
+    let rows: Vec<_> = parsed.iter().map(|(r, d, a)| (r, d, *a)).collect();
+    store::insert_dispatched(c, &rows).await?;
+    let mut counts: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    for (r, d, _) in &parsed {
+        *counts
+            .entry((
+                r.district.clone(),
+                month_of(r.received_at),
+                d.street.clone(),
+            ))
+            .or_default() += 1;
+    }
+    store::add_received(c, &counts.into_iter().collect::<Vec<_>>()).await?;
+    let history: Vec<_> = parsed
+        .iter()
+        .zip(regs)
+        .flat_map(|((r, ..), events)| events.iter().map(|e| (r.complaint_id, e)))
+        .collect();
+    store::insert_histories(c, &history).await?;
+    Ok(())
 }
 
 pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {

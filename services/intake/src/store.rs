@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{
-    month_of, Caller, Counters, Dispatch, MetricFlags, Received, Satisfaction, Status,
+    month_of, Caller, Counters, Dispatch, Dispatched, MetricFlags, Received, Satisfaction, Status,
 };
 
 #[derive(Debug, sqlx::FromRow)]
@@ -44,30 +44,6 @@ pub struct SavedResponse {
     pub request_hash: String,
     pub status: i32,
     pub response: Value,
-}
-
-/// Claims an idempotency key; false if it was already used (the first use is then committed,
-/// since the insert waits for a concurrent holder of the key).
-pub async fn claim_idempotency_key(
-    c: &mut PgConnection,
-    actor: &str,
-    key: &str,
-    request_hash: &str,
-    status: i32,
-    response: &Value,
-) -> sqlx::Result<bool> {
-    let r = sqlx::query(
-        "insert into idempotency (actor, key, request_hash, status, response) values ($1, $2, $3, $4, $5)
-         on conflict (actor, key) do nothing",
-    )
-    .bind(actor)
-    .bind(key)
-    .bind(request_hash)
-    .bind(status)
-    .bind(response)
-    .execute(c)
-    .await?;
-    Ok(r.rows_affected() == 1)
 }
 
 pub async fn saved_response(
@@ -119,14 +95,133 @@ pub async fn insert_received(
     Ok(())
 }
 
-pub async fn insert_caller(c: &mut PgConnection, id: Uuid, caller: &Caller) -> sqlx::Result<()> {
-    sqlx::query("insert into callers (complaint_id, name, phone) values ($1, $2, $3)")
-        .bind(id)
-        .bind(&caller.name)
-        .bind(&caller.phone)
-        .execute(c)
-        .await?;
+/// A new complaint's data, its dispatch, and who took the call.
+pub type NewComplaint<'a> = (&'a Received, &'a Dispatched, &'a str);
+
+/// Several new complaints at once, as `complaint_received` then `complaint_dispatched` leave
+/// them (see [`crate::projector::project_registrations`]): dispatched, counted for their street.
+pub async fn insert_dispatched(
+    c: &mut PgConnection,
+    rows: &[NewComplaint<'_>],
+) -> sqlx::Result<()> {
+    let col = |f: &dyn Fn(&NewComplaint) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    let at = |f: &dyn Fn(&NewComplaint) -> DateTime<Utc>| rows.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "insert into complaints (complaint_id, district, street, category, urgency, point_id, point, description,
+            received_at, dispatched_at, respond_by, resolve_by, status, item_id, created_by, updated_at, month, counted)
+         select r.id, r.district, r.street, r.category, r.urgency, r.point_id, r.point, r.description,
+            r.received_at, r.dispatched_at, r.respond_by, r.resolve_by, 'dispatched', null, r.actor, r.dispatched_at, r.month, true
+         from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::jsonb[], $8::text[],
+                     $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[])
+              as r(id, district, street, category, urgency, point_id, point, description,
+                   received_at, dispatched_at, respond_by, resolve_by, actor, month)",
+    )
+    .bind(rows.iter().map(|(r, ..)| r.complaint_id).collect::<Vec<_>>())
+    .bind(col(&|(r, ..)| r.district.clone()))
+    .bind(col(&|(_, d, _)| d.street.clone()))
+    .bind(col(&|(r, ..)| r.category.clone()))
+    .bind(col(&|(r, ..)| r.urgency.clone()))
+    .bind(rows.iter().map(|(r, ..)| r.point_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(r, ..)| r.point.clone()).collect::<Vec<_>>())
+    .bind(col(&|(r, ..)| r.description.clone()))
+    .bind(at(&|(r, ..)| r.received_at))
+    .bind(at(&|(_, d, _)| d.dispatched_at))
+    .bind(at(&|(_, d, _)| d.respond_by))
+    .bind(at(&|(_, d, _)| d.resolve_by))
+    .bind(col(&|(.., actor)| actor.to_string()))
+    .bind(col(&|(r, ..)| month_of(r.received_at)))
+    .execute(&mut *c)
+    .await?;
     Ok(())
+}
+
+/// Adds `n` received complaints to each (district, month, street) counter.
+pub async fn add_received(
+    c: &mut PgConnection,
+    counts: &[((String, String, String), i64)],
+) -> sqlx::Result<()> {
+    let col = |i: usize| {
+        counts
+            .iter()
+            .map(|((d, m, s), _)| [d, m, s][i].clone())
+            .collect::<Vec<_>>()
+    };
+    sqlx::query(
+        "insert into street_metrics as m (district, month, street, received)
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+         on conflict (district, month, street) do update set received = m.received + excluded.received",
+    )
+    .bind(col(0))
+    .bind(col(1))
+    .bind(col(2))
+    .bind(counts.iter().map(|(_, n)| *n).collect::<Vec<_>>())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Several complaints' history entries at once.
+pub async fn insert_histories(
+    c: &mut PgConnection,
+    entries: &[(Uuid, &Envelope)],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into complaint_history (complaint_id, event_id, event_type, at, actor, data)
+         select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::jsonb[])
+         on conflict do nothing",
+    )
+    .bind(entries.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(_, e)| e.event_id).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(_, e)| e.event_type.clone()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(_, e)| e.occurred_at).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(_, e)| e.actor.clone()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|(_, e)| e.data.clone()).collect::<Vec<_>>())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Several callers at once.
+pub async fn insert_callers(c: &mut PgConnection, callers: &[(Uuid, &Caller)]) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into callers (complaint_id, name, phone) select * from unnest($1::uuid[], $2::text[], $3::text[])",
+    )
+    .bind(callers.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(callers.iter().map(|(_, c)| c.name.clone()).collect::<Vec<_>>())
+    .bind(callers.iter().map(|(_, c)| c.phone.clone()).collect::<Vec<_>>())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// An `Idempotency-Key` to claim, with the first answer to save under it.
+pub struct Claim<'a> {
+    pub actor: &'a str,
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub response: &'a Value,
+}
+
+/// Claims idempotency keys (distinct within the call); answers those claimed. A key already used
+/// is not (its first use is then committed: the insert waits for a concurrent holder of the key).
+pub async fn claim_idempotency_keys(
+    c: &mut PgConnection,
+    claims: &[Claim<'_>],
+    status: i32,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "insert into idempotency (actor, key, request_hash, status, response)
+         select a, k, h, $4, r from unnest($1::text[], $2::text[], $3::text[], $5::jsonb[]) as x(a, k, h, r)
+         on conflict (actor, key) do nothing
+         returning actor, key",
+    )
+    .bind(claims.iter().map(|c| c.actor.to_string()).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.key.to_string()).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.request_hash.to_string()).collect::<Vec<_>>())
+    .bind(status)
+    .bind(claims.iter().map(|c| c.response.clone()).collect::<Vec<_>>())
+    .fetch_all(c)
+    .await
 }
 
 pub async fn insert_history(

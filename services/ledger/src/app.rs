@@ -6,7 +6,7 @@ use qingling_shared::{Envelope, EventMeta};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{DomainError, Item, ItemEvent};
+use crate::domain::{DomainError, Item, ItemEvent, Registered};
 use crate::store;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,25 @@ pub async fn record(
         store::project(c, env, ev).await?;
     }
     Ok(stored)
+}
+
+/// Registers several new items in one write (their streams are new: version 0).
+pub async fn record_new(
+    c: &mut PgConnection,
+    new: &[(Registered, EventMeta)],
+) -> Result<(), CommandError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let mut all = Vec::with_capacity(new.len());
+    for (r, meta) in new {
+        let ev = ItemEvent::ItemRegistered(r.clone()).to_new_event();
+        all.extend(events::prepare(&stream_of(r.item_id), 0, &[ev], meta));
+    }
+    events::write(c, &mut all).await?;
+    let items: Vec<_> = all.iter().zip(new).map(|(e, (r, _))| (e, r)).collect();
+    store::project_registered(c, &items).await?;
+    Ok(())
 }
 
 /// Runs a command on an existing item.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use qingling_shared::consumer::Apply;
+use qingling_shared::consumer::{applied, apply_span, Apply};
 use qingling_shared::{Envelope, EventMeta};
 use serde::Deserialize;
 use serde_json::Value;
@@ -102,25 +102,126 @@ impl Apply for Events {
             }
             _ => Ok(()),
         };
-        match result {
-            Ok(()) => Ok(()),
-            // The event does not fit the item's state (closure validated against an older view):
-            // record it as consumed and say so, rather than retry forever.
-            Err(CommandError::Domain(e)) => {
-                tracing::warn!(event_id = %ev.event_id, event_type = %ev.event_type, "ignored: {e}");
-                Ok(())
+        settle(ev, result)
+    }
+
+    /// Runs of dispatched complaints are decided together: one lookup of their points, and the
+    /// new items written in one append and a few multi-row statements. A repeat call (its point
+    /// already has an open item, perhaps one registered earlier in the run) is linked as alone.
+    async fn apply_all(&self, c: &mut PgConnection, events: &[&Envelope]) -> anyhow::Result<()> {
+        let mut rest = events;
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .take_while(|e| {
+                    matches!(
+                        e.event_type.as_str(),
+                        "complaint_dispatched" | "complaint_received"
+                    )
+                })
+                .count();
+            if run == 0 {
+                let span = apply_span(first);
+                tracing::Instrument::instrument(self.apply(c, first), span.clone()).await?;
+                applied(&span);
+                rest = &rest[1..];
+                continue;
             }
-            Err(CommandError::NotFound(id)) => {
-                tracing::warn!(event_id = %ev.event_id, event_type = %ev.event_type, "ignored: no item {id}");
-                Ok(())
-            }
-            Err(CommandError::Store(e)) => Err(e.into()),
-            Err(CommandError::Other(e)) => Err(e),
+            register_run(c, &rest[..run]).await?;
+            rest = &rest[run..];
         }
+        Ok(())
     }
 
     fn committed(&self) {
         self.relay_wake.notify_one();
+    }
+}
+
+/// The effect of a command the event asked for. An event that does not fit the item's state
+/// (closure validated against an older view) is recorded as consumed with a warning, rather than
+/// retried forever.
+fn settle(ev: &Envelope, result: Result<(), CommandError>) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(CommandError::Domain(e)) => {
+            tracing::warn!(event_id = %ev.event_id, event_type = %ev.event_type, "ignored: {e}");
+            Ok(())
+        }
+        Err(CommandError::NotFound(id)) => {
+            tracing::warn!(event_id = %ev.event_id, event_type = %ev.event_type, "ignored: no item {id}");
+            Ok(())
+        }
+        Err(CommandError::Store(e)) => Err(e.into()),
+        Err(CommandError::Other(e)) => Err(e),
+    }
+}
+
+/// [`on_dispatched`] for a run of `complaint_dispatched` (and `complaint_received`, which the
+/// ledger ignores), with the same outcome as one by one.
+async fn register_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Result<()> {
+    let mut dispatched = Vec::with_capacity(run.len());
+    for ev in run {
+        let d: Option<Dispatched> = match ev.event_type.as_str() {
+            "complaint_dispatched" => Some(ev.data_as()?),
+            _ => None,
+        };
+        dispatched.push((*ev, d));
+    }
+    let mut points: Vec<(Uuid, String)> = dispatched
+        .iter()
+        .filter_map(|(_, d)| d.as_ref().map(|d| (d.point_id, d.category.clone())))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    let mut states = if points.is_empty() {
+        Default::default()
+    } else {
+        store::point_states(c, &points).await?
+    };
+    let mut new: Vec<(Registered, EventMeta)> = vec![];
+    for (ev, d) in dispatched {
+        let span = apply_span(ev);
+        if let Some(d) = d {
+            let state = states.entry((d.point_id, d.category.clone())).or_default();
+            let meta = EventMeta::caused_by(ev);
+            if let Some(item_id) = state.open {
+                // The open item may be in `new`: write those first.
+                app::record_new(c, &std::mem::take(&mut new)).await?;
+                let linked = app::execute(c, item_id, &meta, |i| i.link(d.complaint_id)).await;
+                span.in_scope(|| settle(ev, linked.map(drop)))?;
+            } else {
+                let since = ev.occurred_at - chrono::Duration::days(REBOUND_WINDOW_DAYS);
+                let item_id = Uuid::now_v7();
+                state.open = Some(item_id);
+                let rebound_of = state
+                    .last_write_off
+                    .filter(|(_, at)| *at >= since)
+                    .map(|(id, _)| id);
+                new.push((registration(item_id, d, rebound_of), meta));
+            }
+        }
+        applied(&span);
+    }
+    app::record_new(c, &new).await?;
+    Ok(())
+}
+
+fn registration(item_id: Uuid, d: Dispatched, rebound_of: Option<Uuid>) -> Registered {
+    Registered {
+        item_id,
+        district: d.district,
+        street: d.street,
+        category: d.category,
+        point_id: d.point_id,
+        point: d.point,
+        source: "complaint".into(),
+        complaint_id: Some(d.complaint_id),
+        urgency: d.urgency,
+        description: d.description,
+        respond_by: d.respond_by,
+        resolve_by: d.resolve_by,
+        rebound_of,
     }
 }
 
@@ -138,21 +239,132 @@ async fn on_dispatched(
     let since = ev.occurred_at - chrono::Duration::days(REBOUND_WINDOW_DAYS);
     let rebound_of = store::recent_write_off_at(c, d.point_id, &d.category, since).await?;
     let item_id = Uuid::now_v7();
-    let registered = ItemEvent::ItemRegistered(Registered {
-        item_id,
-        district: d.district,
-        street: d.street,
-        category: d.category,
-        point_id: d.point_id,
-        point: d.point,
-        source: "complaint".into(),
-        complaint_id: Some(d.complaint_id),
-        urgency: d.urgency,
-        description: d.description,
-        respond_by: d.respond_by,
-        resolve_by: d.resolve_by,
-        rebound_of,
-    });
+    let registered = ItemEvent::ItemRegistered(registration(item_id, d, rebound_of));
     app::record(c, item_id, 0, &[registered], meta).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use super::*;
+
+    async fn fresh_pool() -> sqlx::PgPool {
+        let base = std::env::var("QINGLING_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let url = format!(
+            "{}/qingling_ledger_{}",
+            base.trim_end_matches('/'),
+            Uuid::now_v7().simple()
+        );
+        let pool = qingling_shared::db::connect(&url, "ledger", 4)
+            .await
+            .unwrap();
+        qingling_shared::db::migrate(&pool, "ledger", crate::SPEC.migrations)
+            .await
+            .unwrap();
+        pool
+    }
+
+    fn dispatched(point_id: Uuid) -> Envelope {
+        let complaint_id = Uuid::now_v7();
+        Envelope {
+            event_id: Uuid::now_v7(),
+            event_type: "complaint_dispatched".into(),
+            stream: format!("complaint-{complaint_id}"),
+            version: 2,
+            occurred_at: Utc::now(),
+            actor: "operator-tongzhou".into(),
+            correlation_id: complaint_id,
+            causation_id: complaint_id,
+            data: json!({
+                "complaint_id": complaint_id, "district": "tongzhou", "street": "songzhuang",
+                "category": "basement_illegal_residence", "urgency": "normal", "point_id": point_id,
+                "point": {"community": "小堡村"}, "description": "",
+            }),
+            position: 0,
+        }
+    }
+
+    /// One run holding a rebound, a new point with two repeat calls right behind it, and another
+    /// new point: decided together, with the outcome of one by one.
+    #[tokio::test]
+    async fn a_run_of_dispatches_links_repeat_calls_within_it_and_finds_rebounds() {
+        let pool = fresh_pool().await;
+        let handler = Events {
+            relay_wake: Arc::new(Notify::new()),
+        };
+        let (p1, p2, p3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let old = dispatched(p1);
+        let mut tx = pool.begin().await.unwrap();
+        handler.apply_all(&mut tx, &[&old]).await.unwrap();
+        let old_item: Uuid = sqlx::query_scalar("select item_id from items")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(
+            "update items set status = 'written_off', write_off_kind = 'rectified', written_off_at = now()",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+        let run = [
+            dispatched(p1),
+            dispatched(p2),
+            dispatched(p2),
+            dispatched(p2),
+            dispatched(p3),
+        ];
+        handler
+            .apply_all(&mut tx, &run.iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let complaint = |e: &Envelope| {
+            e.data["complaint_id"]
+                .as_str()
+                .unwrap()
+                .parse::<Uuid>()
+                .unwrap()
+        };
+        let items: Vec<(Uuid, Vec<Uuid>, Option<Uuid>)> = sqlx::query_as(
+            "select point_id, complaint_ids, rebound_of from items where status <> 'written_off' order by item_id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(
+            items,
+            vec![
+                (p1, vec![complaint(&run[0])], Some(old_item)),
+                (p2, run[1..4].iter().map(complaint).collect(), None),
+                (p3, vec![complaint(&run[4])], None),
+            ]
+        );
+        let events: Vec<String> =
+            sqlx::query_scalar("select event_type from events order by position")
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(
+            events,
+            [
+                "item_registered",
+                "item_registered",
+                "item_registered",
+                "complaint_linked",
+                "complaint_linked",
+                "item_registered"
+            ]
+        );
+        let open: i64 =
+            sqlx::query_scalar("select open from zero_marks where street = 'songzhuang'")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        // The old item was written off behind the marks' back: 1 + 3.
+        assert_eq!(open, 4);
+    }
 }

@@ -1,13 +1,15 @@
 //! The ledger's SQL: the items projection, dynamic-zero marks, the journal (a view of the log),
 //! and their queries.
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::{DateTime, Utc};
 use qingling_shared::Envelope;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::ItemEvent;
+use crate::domain::{ItemEvent, Registered};
 
 /// An item on the ledger (台账条目), as the API shows it.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
@@ -226,6 +228,115 @@ pub async fn open_item_at(
         .bind(category)
         .fetch_optional(c)
         .await
+}
+
+/// What a run of registrations needs to know of each (point, category): its open item, and the
+/// last item written off there as rectified or unfounded (with when), for rebounds.
+#[derive(Debug, Default, Clone)]
+pub struct PointState {
+    pub open: Option<Uuid>,
+    pub last_write_off: Option<(Uuid, DateTime<Utc>)>,
+}
+
+/// [`open_item_at`] and [`recent_write_off_at`] for many points in one statement.
+pub async fn point_states(
+    c: &mut PgConnection,
+    points: &[(Uuid, String)],
+) -> sqlx::Result<HashMap<(Uuid, String), PointState>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        point_id: Uuid,
+        category: String,
+        open: Option<Uuid>,
+        last: Option<Uuid>,
+        written_off_at: Option<DateTime<Utc>>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "select p.point_id, p.category,
+            (select item_id from items i where i.point_id = p.point_id and i.category = p.category
+               and i.status <> 'written_off' limit 1) as open,
+            w.item_id as last, w.written_off_at
+         from unnest($1::uuid[], $2::text[]) as p(point_id, category)
+         left join lateral (
+             select item_id, written_off_at from items i where i.point_id = p.point_id and i.category = p.category
+               and i.status = 'written_off' and i.write_off_kind in ('rectified', 'unfounded')
+             order by written_off_at desc limit 1) w on true",
+    )
+    .bind(points.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+    .bind(points.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>())
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let state = PointState {
+                open: r.open,
+                last_write_off: r.last.zip(r.written_off_at),
+            };
+            ((r.point_id, r.category), state)
+        })
+        .collect())
+}
+
+/// The projection of several `item_registered` at once, as [`project`] leaves each.
+pub async fn project_registered(
+    c: &mut PgConnection,
+    items: &[(&Envelope, &Registered)],
+) -> sqlx::Result<()> {
+    let text =
+        |f: fn(&Registered) -> &String| items.iter().map(|(_, r)| f(r).clone()).collect::<Vec<_>>();
+    sqlx::query(
+        "insert into items (item_id, district, street, category, point_id, point, description, source, urgency, status,
+            complaint_ids, registered_at, respond_by, resolve_by, rebound_of, updated_at)
+         select r.item_id, r.district, r.street, r.category, r.point_id, r.point, r.description, r.source, r.urgency,
+            'registered', case when r.complaint_id is null then '{}'::uuid[] else array[r.complaint_id] end,
+            r.at, r.respond_by, r.resolve_by, r.rebound_of, r.at
+         from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::jsonb[], $7::text[], $8::text[],
+                     $9::text[], $10::uuid[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::uuid[])
+              as r(item_id, district, street, category, point_id, point, description, source, urgency, complaint_id,
+                   at, respond_by, resolve_by, rebound_of)",
+    )
+    .bind(items.iter().map(|(_, r)| r.item_id).collect::<Vec<_>>())
+    .bind(text(|r| &r.district))
+    .bind(text(|r| &r.street))
+    .bind(text(|r| &r.category))
+    .bind(items.iter().map(|(_, r)| r.point_id).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, r)| r.point.clone()).collect::<Vec<_>>())
+    .bind(text(|r| &r.description))
+    .bind(text(|r| &r.source))
+    .bind(text(|r| &r.urgency))
+    .bind(items.iter().map(|(_, r)| r.complaint_id).collect::<Vec<_>>())
+    .bind(items.iter().map(|(e, _)| e.occurred_at).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, r)| r.respond_by).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, r)| r.resolve_by).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, r)| r.rebound_of).collect::<Vec<_>>())
+    .execute(&mut *c)
+    .await?;
+    // Each item opens its street's and its district's mark (street '').
+    let mut marks: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
+    for (_, r) in items {
+        for street in [r.street.as_str(), ""] {
+            *marks.entry((&r.district, street, &r.category)).or_default() += 1;
+        }
+    }
+    let col = |i: usize| {
+        marks
+            .keys()
+            .map(|k| [k.0, k.1, k.2][i].to_string())
+            .collect::<Vec<_>>()
+    };
+    sqlx::query(
+        "insert into zero_marks as z (district, street, category, open, zero_since)
+         select d, s, k, n, null from unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) as m(d, s, k, n)
+         on conflict (district, street, category) do update set open = z.open + excluded.open, zero_since = null",
+    )
+    .bind(col(0))
+    .bind(col(1))
+    .bind(col(2))
+    .bind(marks.values().copied().collect::<Vec<_>>())
+    .execute(&mut *c)
+    .await?;
+    Ok(())
 }
 
 /// The last item at a point written off (as rectified or unfounded) since `since`: a new item
