@@ -79,6 +79,26 @@ pub async fn learn_item(
     Ok(())
 }
 
+/// [`learn_item`] for several items in one statement.
+pub async fn learn_items(
+    c: &mut PgConnection,
+    items: &[(Uuid, &str, &str, &str, DateTime<Utc>)],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into items (item_id, district, street, category, status, updated_at)
+         select i, d, s, k, 'registered', at from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) as x(i, d, s, k, at)
+         on conflict (item_id) do nothing",
+    )
+    .bind(items.iter().map(|i| i.0).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.1).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.2).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.3).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.4).collect::<Vec<_>>())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
 pub async fn set_item_status(
     c: &mut PgConnection,
     id: Uuid,

@@ -2,7 +2,9 @@
 //! `written_off` (or `returned`) when the item is written off; acknowledgements, overdue flags and
 //! write-offs also set the complaint's part in its street's monthly metrics.
 
-use qingling_shared::consumer::Apply;
+use std::collections::{HashMap, HashSet};
+
+use qingling_shared::consumer::{applied, apply_span, Apply};
 use qingling_shared::Envelope;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -66,5 +68,173 @@ impl Apply for LedgerEvents {
             }
         }
         Ok(())
+    }
+
+    /// Runs of `item_registered` (a burst of registrations) take three statements for the lot.
+    async fn apply_all(&self, c: &mut PgConnection, events: &[&Envelope]) -> anyhow::Result<()> {
+        let mut rest = events;
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .take_while(|e| e.event_type == "item_registered")
+                .count();
+            if run > 1 && registered_run(c, &rest[..run]).await? {
+                rest = &rest[run..];
+                continue;
+            }
+            let span = apply_span(first);
+            tracing::Instrument::instrument(self.apply(c, first), span.clone()).await?;
+            applied(&span);
+            rest = &rest[1..];
+        }
+        Ok(())
+    }
+}
+
+/// `item_registered` for several complaints, as [`LedgerEvents::apply`] does each; false (and
+/// nothing done) when a complaint appears twice, which one by one must then decide.
+async fn registered_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Result<bool> {
+    let ids: Vec<Uuid> = run
+        .iter()
+        .filter_map(|ev| uuid_field(ev, "complaint_id"))
+        .collect();
+    if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
+        return Ok(false);
+    }
+    let locked: HashMap<Uuid, Status> = store::complaints_for_update(c, &ids, None)
+        .await?
+        .into_iter()
+        .collect();
+    let mut history = Vec::with_capacity(run.len());
+    let mut changes = Vec::with_capacity(run.len());
+    for ev in run {
+        let Some((id, status)) =
+            uuid_field(ev, "complaint_id").and_then(|id| Some((id, *locked.get(&id)?)))
+        else {
+            continue;
+        };
+        history.push((id, *ev));
+        if status == Status::Returned {
+            continue;
+        }
+        if let Some(next) = status.after_ledger_event(&ev.event_type, None) {
+            changes.push((id, next, uuid_field(ev, "item_id"), ev.occurred_at));
+        }
+    }
+    if !history.is_empty() {
+        store::insert_histories(c, &history).await?;
+    }
+    if !changes.is_empty() {
+        store::set_statuses(c, &changes).await?;
+    }
+    for ev in run {
+        applied(&apply_span(ev));
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use qingling_shared::store::prepare;
+    use qingling_shared::{EventMeta, NewEvent};
+    use serde_json::json;
+
+    use super::*;
+
+    async fn fresh_pool() -> sqlx::PgPool {
+        let base = std::env::var("QINGLING_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let url = format!(
+            "{}/qingling_intake_{}",
+            base.trim_end_matches('/'),
+            Uuid::now_v7().simple()
+        );
+        let pool = qingling_shared::db::connect(&url, "intake", 4)
+            .await
+            .unwrap();
+        qingling_shared::db::migrate(&pool, "intake", crate::SPEC.migrations)
+            .await
+            .unwrap();
+        pool
+    }
+
+    /// A dispatched complaint's two events, as intake writes them.
+    fn registration(id: Uuid) -> Vec<Envelope> {
+        let now = Utc::now();
+        let data = json!({
+            "complaint_id": id, "district": "tongzhou", "street": "songzhuang", "category": "basement_illegal_residence",
+            "urgency": "normal", "point_id": Uuid::now_v7(), "point": {}, "description": "", "received_at": now,
+            "dispatched_at": now, "respond_by": now, "resolve_by": now,
+        });
+        prepare(
+            &format!("complaint-{id}"),
+            0,
+            &[
+                NewEvent::new("complaint_received", data.clone()),
+                NewEvent::new("complaint_dispatched", data),
+            ],
+            &EventMeta::from_request("operator-tongzhou", Uuid::now_v7()),
+        )
+    }
+
+    fn item_registered(complaint_id: Uuid, item_id: Uuid) -> Envelope {
+        Envelope {
+            event_id: Uuid::now_v7(),
+            event_type: "item_registered".into(),
+            stream: format!("item-{item_id}"),
+            version: 1,
+            occurred_at: Utc::now(),
+            actor: "operator-tongzhou".into(),
+            correlation_id: complaint_id,
+            causation_id: complaint_id,
+            data: json!({"item_id": item_id, "complaint_id": complaint_id}),
+            position: 0,
+        }
+    }
+
+    /// A run of registrations on the ledger, decided together: each complaint is registered
+    /// with its item, a returned one stays returned, and every one keeps the event in its history.
+    #[tokio::test]
+    async fn a_run_of_items_registered_is_applied_as_one_by_one() {
+        let pool = fresh_pool().await;
+        let ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let regs: Vec<Vec<Envelope>> = ids.iter().map(|id| registration(*id)).collect();
+        let mut tx = pool.begin().await.unwrap();
+        crate::projector::project_registrations(
+            &mut tx,
+            &regs.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+        store::set_status(&mut tx, ids[1], Status::Returned, None, Utc::now())
+            .await
+            .unwrap();
+        let items = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let run: Vec<Envelope> = ids
+            .iter()
+            .zip(&items)
+            .map(|(c, i)| item_registered(*c, *i))
+            .collect();
+        LedgerEvents
+            .apply_all(&mut tx, &run.iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
+        for (n, id) in ids.iter().enumerate() {
+            let (status, item, history): (String, Option<Uuid>, i64) = sqlx::query_as(
+                "select status, item_id, (select count(*) from complaint_history h where h.complaint_id = c.complaint_id)
+                 from complaints c where complaint_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+            let expected = match n {
+                1 => ("returned".to_string(), None),
+                _ => ("registered".to_string(), Some(items[n])),
+            };
+            assert_eq!((status, item), expected, "complaint {n}");
+            assert_eq!(history, 3, "received, dispatched, registered");
+        }
     }
 }

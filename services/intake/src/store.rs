@@ -282,6 +282,25 @@ pub async fn complaints_for_update(
         .collect())
 }
 
+/// [`set_status`] for several complaints (each once) in one statement.
+pub async fn set_statuses(
+    c: &mut PgConnection,
+    changes: &[(Uuid, Status, Option<Uuid>, DateTime<Utc>)],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update complaints c set status = u.status, item_id = coalesce(u.item_id, c.item_id), updated_at = u.at
+         from unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[]) as u(id, status, item_id, at)
+         where c.complaint_id = u.id",
+    )
+    .bind(changes.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.1.as_str()).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.2).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.3).collect::<Vec<_>>())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
 pub async fn set_status(
     c: &mut PgConnection,
     id: Uuid,
