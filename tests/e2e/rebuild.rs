@@ -13,7 +13,10 @@ const PROJECTIONS: [(&str, &[&str]); 3] = [
         "intake",
         &["complaints", "complaint_history", "street_metrics"],
     ),
-    ("ledger", &["items", "journal", "zero_marks"]),
+    (
+        "ledger",
+        &["items", "journal", "zero_marks", "street_tallies"],
+    ),
     ("closure", &["closures", "items"]),
 ];
 

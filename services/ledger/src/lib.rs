@@ -32,6 +32,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
             "0004_open_complaints_index",
             include_str!("../../../migrations/ledger/0004_open_complaints_index.sql"),
         ),
+        (
+            "0005_street_tallies",
+            include_str!("../../../migrations/ledger/0005_street_tallies.sql"),
+        ),
     ],
     listens_to: &["intake", "closure"],
     description: "The dynamic ledger (动态台账): items, 上账, 签收, 销账, dynamic-zero summary, live stream, journal, import.",

@@ -11,7 +11,7 @@ pub struct Projector;
 
 impl qingling_shared::rebuild::Projector for Projector {
     fn tables(&self) -> &'static [&'static str] {
-        &["items", "zero_marks"]
+        &["items", "zero_marks", "street_tallies"]
     }
 
     async fn project_own(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {

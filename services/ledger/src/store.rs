@@ -413,13 +413,8 @@ pub async fn street_counts(
     category: &str,
 ) -> sqlx::Result<Vec<StreetCounts>> {
     sqlx::query_as(
-        "select street, count(*) as registered_total,
-                count(*) filter (where status = 'written_off') as written_off_total,
-                count(*) filter (where status = 'acknowledged') as acknowledged,
-                count(*) filter (where status = 'closure_pending') as closure_pending,
-                count(*) filter (where status <> 'written_off' and cardinality(overdue) > 0) as overdue,
-                count(*) filter (where rebound_of is not null) as rebounds
-         from items where district = $1 and category = $2 group by street",
+        "select street, registered_total, written_off_total, acknowledged, closure_pending, overdue, rebounds
+         from street_tallies where district = $1 and category = $2",
     )
     .bind(district)
     .bind(category)

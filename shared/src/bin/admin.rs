@@ -553,6 +553,18 @@ const CHECKS: &[(&str, &str)] = &[
                    union all -- the district-wide rows (street '')
                    select district, '', category, count(*) from ledger.items where status <> 'written_off' group by 1, 3) i
         using (district, street, category) where coalesce(z.open, 0) <> coalesce(i.open, 0)"),
+    ("ledger: the summary's tallies equal a count of the items",
+     "select count(*) from (select * from ledger.street_tallies
+                             where (registered_total, written_off_total, acknowledged, closure_pending, overdue, rebounds) <> (0, 0, 0, 0, 0, 0)) t
+        full join (select district, street, category, count(*) registered_total,
+                          count(*) filter (where status = 'written_off') written_off_total,
+                          count(*) filter (where status = 'acknowledged') acknowledged,
+                          count(*) filter (where status = 'closure_pending') closure_pending,
+                          count(*) filter (where status <> 'written_off' and cardinality(overdue) > 0) overdue,
+                          count(*) filter (where rebound_of is not null) rebounds
+                   from ledger.items group by 1, 2, 3) i using (district, street, category)
+        where (t.registered_total, t.written_off_total, t.acknowledged, t.closure_pending, t.overdue, t.rebounds)
+              is distinct from (i.registered_total, i.written_off_total, i.acknowledged, i.closure_pending, i.overdue, i.rebounds)"),
     ("ledger: each item stands where it was registered",
      "select count(*) from ledger.items i join ledger.events e on e.stream = 'item-' || i.item_id and e.event_type = 'item_registered'
         where e.data->>'district' <> i.district or e.data->>'street' <> i.street or (e.data->>'point_id')::uuid <> i.point_id"),

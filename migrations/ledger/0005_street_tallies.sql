@@ -1,0 +1,80 @@
+-- The live summary's counts per street, kept as the items change instead of counted over every
+-- item on each tick: the district office's view stays O(streets) however long the ledger grows.
+-- Statement-level triggers with transition tables: one upsert per statement that changes items
+-- (a rebuild's COPY of every item included), whatever path changed them.
+create table street_tallies (
+    district          text not null,
+    street            text not null,
+    category          text not null,
+    registered_total  bigint not null default 0,
+    written_off_total bigint not null default 0,
+    acknowledged      bigint not null default 0,
+    closure_pending   bigint not null default 0,
+    overdue           bigint not null default 0,
+    rebounds          bigint not null default 0,
+    primary key (district, street, category)
+);
+
+-- One item's part in its street's tally, counted with `sign` (+1 it arrives, -1 it leaves).
+create type item_change as (district text, street text, category text, status text,
+    overdue text[], rebound_of uuid, sign int);
+
+create function add_to_tallies(changes item_change[]) returns void language sql as $$
+    insert into street_tallies as t (district, street, category, registered_total, written_off_total,
+        acknowledged, closure_pending, overdue, rebounds)
+    select * from (
+        select district, street, category, sum(sign),
+               sum(sign * (status = 'written_off')::int),
+               sum(sign * (status = 'acknowledged')::int),
+               sum(sign * (status = 'closure_pending')::int),
+               sum(sign * (status <> 'written_off' and cardinality(overdue) > 0)::int),
+               sum(sign * (rebound_of is not null)::int)
+        from unnest(changes) group by 1, 2, 3
+    ) d(district, street, category, registered_total, written_off_total, acknowledged, closure_pending, overdue, rebounds)
+    -- A change that moves no count (a link, an extension) takes no lock on the street's row.
+    where (registered_total, written_off_total, acknowledged, closure_pending, overdue, rebounds)
+          <> (0, 0, 0, 0, 0, 0)
+    order by 1, 2, 3
+    on conflict (district, street, category) do update set
+        registered_total = t.registered_total + excluded.registered_total,
+        written_off_total = t.written_off_total + excluded.written_off_total,
+        acknowledged = t.acknowledged + excluded.acknowledged,
+        closure_pending = t.closure_pending + excluded.closure_pending,
+        overdue = t.overdue + excluded.overdue,
+        rebounds = t.rebounds + excluded.rebounds
+$$;
+
+create function tally_items() returns trigger language plpgsql as $$
+begin
+    if tg_op = 'INSERT' then
+        perform add_to_tallies(array(
+            select (district, street, category, status, overdue, rebound_of, 1)::item_change from new_items));
+    elsif tg_op = 'UPDATE' then
+        perform add_to_tallies(array(
+            select (district, street, category, status, overdue, rebound_of, 1)::item_change from new_items
+            union all
+            select (district, street, category, status, overdue, rebound_of, -1)::item_change from old_items));
+    else
+        perform add_to_tallies(array(
+            select (district, street, category, status, overdue, rebound_of, -1)::item_change from old_items));
+    end if;
+    return null;
+end
+$$;
+
+create trigger items_tally_insert after insert on items
+    referencing new table as new_items for each statement execute function tally_items();
+create trigger items_tally_update after update on items
+    referencing old table as old_items new table as new_items for each statement execute function tally_items();
+create trigger items_tally_delete after delete on items
+    referencing old table as old_items for each statement execute function tally_items();
+
+insert into street_tallies (district, street, category, registered_total, written_off_total, acknowledged,
+    closure_pending, overdue, rebounds)
+select district, street, category, count(*),
+       count(*) filter (where status = 'written_off'),
+       count(*) filter (where status = 'acknowledged'),
+       count(*) filter (where status = 'closure_pending'),
+       count(*) filter (where status <> 'written_off' and cardinality(overdue) > 0),
+       count(*) filter (where rebound_of is not null)
+from items group by 1, 2, 3;
