@@ -15,11 +15,9 @@ create table street_tallies (
     primary key (district, street, category)
 );
 
--- One item's part in its street's tally, counted with `sign` (+1 it arrives, -1 it leaves).
-create type item_change as (district text, street text, category text, status text,
-    overdue text[], rebound_of uuid, sign int);
-
-create function add_to_tallies(changes item_change[]) returns void language sql as $$
+-- Each item counts +1 in its street's tally as it arrives …
+create function tally_inserted_items() returns trigger language plpgsql as $$
+begin
     insert into street_tallies as t (district, street, category, registered_total, written_off_total,
         acknowledged, closure_pending, overdue, rebounds)
     select * from (
@@ -29,7 +27,8 @@ create function add_to_tallies(changes item_change[]) returns void language sql 
                sum(sign * (status = 'closure_pending')::int),
                sum(sign * (status <> 'written_off' and cardinality(overdue) > 0)::int),
                sum(sign * (rebound_of is not null)::int)
-        from unnest(changes) group by 1, 2, 3
+        from (select district, street, category, status, overdue, rebound_of, 1 as sign from new_items) c
+        group by 1, 2, 3
     ) d(district, street, category, registered_total, written_off_total, acknowledged, closure_pending, overdue, rebounds)
     -- A change that moves no count (a link, an extension) takes no lock on the street's row.
     where (registered_total, written_off_total, acknowledged, closure_pending, overdue, rebounds)
@@ -41,33 +40,47 @@ create function add_to_tallies(changes item_change[]) returns void language sql 
         acknowledged = t.acknowledged + excluded.acknowledged,
         closure_pending = t.closure_pending + excluded.closure_pending,
         overdue = t.overdue + excluded.overdue,
-        rebounds = t.rebounds + excluded.rebounds
+        rebounds = t.rebounds + excluded.rebounds;
+    return null;
+end
 $$;
 
-create function tally_items() returns trigger language plpgsql as $$
+-- … and an update moves it from its old counts to its new ones (items are never deleted; a
+-- rebuild truncates both tables).
+create function tally_updated_items() returns trigger language plpgsql as $$
 begin
-    if tg_op = 'INSERT' then
-        perform add_to_tallies(array(
-            select (district, street, category, status, overdue, rebound_of, 1)::item_change from new_items));
-    elsif tg_op = 'UPDATE' then
-        perform add_to_tallies(array(
-            select (district, street, category, status, overdue, rebound_of, 1)::item_change from new_items
-            union all
-            select (district, street, category, status, overdue, rebound_of, -1)::item_change from old_items));
-    else
-        perform add_to_tallies(array(
-            select (district, street, category, status, overdue, rebound_of, -1)::item_change from old_items));
-    end if;
+    insert into street_tallies as t (district, street, category, registered_total, written_off_total,
+        acknowledged, closure_pending, overdue, rebounds)
+    select * from (
+        select district, street, category, sum(sign),
+               sum(sign * (status = 'written_off')::int),
+               sum(sign * (status = 'acknowledged')::int),
+               sum(sign * (status = 'closure_pending')::int),
+               sum(sign * (status <> 'written_off' and cardinality(overdue) > 0)::int),
+               sum(sign * (rebound_of is not null)::int)
+        from (select district, street, category, status, overdue, rebound_of, 1 as sign from new_items
+              union all select district, street, category, status, overdue, rebound_of, -1 from old_items) c
+        group by 1, 2, 3
+    ) d(district, street, category, registered_total, written_off_total, acknowledged, closure_pending, overdue, rebounds)
+    -- A change that moves no count (a link, an extension) takes no lock on the street's row.
+    where (registered_total, written_off_total, acknowledged, closure_pending, overdue, rebounds)
+          <> (0, 0, 0, 0, 0, 0)
+    order by 1, 2, 3
+    on conflict (district, street, category) do update set
+        registered_total = t.registered_total + excluded.registered_total,
+        written_off_total = t.written_off_total + excluded.written_off_total,
+        acknowledged = t.acknowledged + excluded.acknowledged,
+        closure_pending = t.closure_pending + excluded.closure_pending,
+        overdue = t.overdue + excluded.overdue,
+        rebounds = t.rebounds + excluded.rebounds;
     return null;
 end
 $$;
 
 create trigger items_tally_insert after insert on items
-    referencing new table as new_items for each statement execute function tally_items();
+    referencing new table as new_items for each statement execute function tally_inserted_items();
 create trigger items_tally_update after update on items
-    referencing old table as old_items new table as new_items for each statement execute function tally_items();
-create trigger items_tally_delete after delete on items
-    referencing old table as old_items for each statement execute function tally_items();
+    referencing old table as old_items new table as new_items for each statement execute function tally_updated_items();
 
 insert into street_tallies (district, street, category, registered_total, written_off_total, acknowledged,
     closure_pending, overdue, rebounds)
