@@ -154,12 +154,11 @@ pub async fn apply_batch<A: Apply>(
     .bind(&streams)
     .fetch_all(&mut *tx)
     .await?;
-    let mut versions: HashMap<&str, i64> = HashMap::new();
-    for (stream, version) in &locked {
-        if let Some(s) = streams.iter().find(|s| **s == stream.as_str()) {
-            versions.insert(s, *version);
-        }
-    }
+    let locked: HashMap<String, i64> = locked.into_iter().collect();
+    let mut versions: HashMap<&str, i64> = streams
+        .iter()
+        .filter_map(|s| Some((*s, *locked.get(*s)?)))
+        .collect();
     let before = versions.clone();
     let mut outcomes = Vec::with_capacity(events.len());
     let mut inbox = Vec::with_capacity(events.len());

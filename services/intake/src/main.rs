@@ -1,3 +1,8 @@
+// A general-purpose allocator that keeps up with many small, short-lived allocations across
+// threads (JSON values, SQL arguments): glibc's malloc was about a tenth of the services' CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     qingling_shared::runtime::init_tracing();

@@ -11,7 +11,7 @@ use qingling_shared::store::{self as events, StoreError};
 use qingling_shared::Envelope;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use uuid::Uuid;
 
 use crate::domain::Caller;
@@ -19,6 +19,10 @@ use crate::{projector, store};
 
 /// Most registrations written in one transaction.
 const BATCH: usize = 128;
+
+/// Transactions in flight at once: one gathers and projects while another waits for its commit
+/// (the log's lock and the commit are the only part they take in turn).
+const WRITERS: usize = 2;
 
 /// One registration, ready to write: its prepared events (received, dispatched) and answer.
 pub struct Registration {
@@ -49,7 +53,10 @@ impl Registrar {
     /// Starts the writer task; it ends when every `Registrar` clone is dropped.
     pub fn start(pool: PgPool, relay_wake: Arc<Notify>) -> Registrar {
         let (queue, rx) = mpsc::channel(4 * BATCH);
-        tokio::spawn(write_loop(pool, relay_wake, rx));
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_loop(pool.clone(), relay_wake.clone(), rx.clone()));
+        }
         Registrar { queue }
     }
 
@@ -64,10 +71,10 @@ impl Registrar {
 async fn write_loop(
     pool: PgPool,
     relay_wake: Arc<Notify>,
-    mut rx: mpsc::Receiver<(Registration, Reply)>,
+    rx: Arc<Mutex<mpsc::Receiver<(Registration, Reply)>>>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    while rx.lock().await.recv_many(&mut batch, BATCH).await > 0 {
         let regs: Vec<&Registration> = batch.iter().map(|(r, _)| r).collect();
         match write(&pool, &regs).await {
             Ok(written) => {
