@@ -301,7 +301,8 @@ const CHUNK: usize = 4 << 20;
 /// One page of the log, parsed.
 type Page = Vec<(Logged, ItemEvent)>;
 
-/// Replays the whole log into the (emptied) items and zero marks; returns the number of events.
+/// Replays the whole log into the (emptied) items, zero marks and street tallies; returns the
+/// number of events.
 ///
 /// The log is read and parsed on a second connection while this one folds: the rebuild holds the
 /// log locked against writers, so both see the same events. The items' secondary indexes are
@@ -361,12 +362,22 @@ pub async fn replay(
         }
         let _ = chunks_tx.blocking_send(csv.0);
     });
+    // The street tallies are counted once after the load, not fed every row through the trigger.
+    sqlx::query("alter table items disable trigger items_tally_insert")
+        .execute(&mut *c)
+        .await?;
     let mut copy = c.copy_in_raw(ITEMS_COPY).await?;
     while let Some(chunk) = chunks.recv().await {
         copy.send(chunk.as_bytes()).await?;
     }
     writer.await?;
     copy.finish().await?;
+    sqlx::query("alter table items enable trigger items_tally_insert")
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("select count_street_tallies()")
+        .execute(&mut *c)
+        .await?;
     let items_s = started.elapsed().as_secs_f64() - log_s;
     rebuild::build_indexes(c, indexes).await?;
     tracing::info!(
