@@ -29,7 +29,8 @@ pub trait Apply: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Applies several events in order, with the effects of applying them one by one; a handler
-    /// may decide them together to spare statements. Each event is logged in its own span.
+    /// may decide them together to spare statements. Each event's "applied" line carries its own
+    /// span (correlation id); work done for several at once is logged outside them.
     fn apply_all(
         &self,
         conn: &mut PgConnection,

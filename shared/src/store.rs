@@ -115,12 +115,17 @@ pub async fn write(conn: &mut PgConnection, envelopes: &mut [Envelope]) -> Resul
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| match &e {
-        // Backstop: the lock makes this unreachable within one schema, but never trust that silently.
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
-            stream: envelopes[0].stream.clone(),
-            expected: expected[0],
-            actual: expected[0] + 1,
-        },
+        // Backstop: the lock makes this unreachable within one schema, but never trust that
+        // silently. (Several streams: which one is in the database's error.)
+        sqlx::Error::Database(db)
+            if db.is_unique_violation() && envelopes.iter().all(|e| e.stream == envelopes[0].stream) =>
+        {
+            StoreError::Conflict {
+                stream: envelopes[0].stream.clone(),
+                expected: expected[0],
+                actual: expected[0] + 1,
+            }
+        }
         _ => StoreError::Database(e),
     })?;
     if written.len() != envelopes.len() {

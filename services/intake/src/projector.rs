@@ -1,4 +1,6 @@
-//! intake's projections of its own events; the same function serves live commands and rebuilds.
+//! intake's projections of its own events; `project` serves live commands and rebuilds alike, and
+//! registrations written in groups go through `project_registrations`, which leaves the same rows
+//! (the rebuild test compares them).
 
 use std::collections::BTreeMap;
 
@@ -44,6 +46,13 @@ pub async fn project_registrations(
     }
     let rows: Vec<_> = parsed.iter().map(|(r, d, a)| (r, d, *a)).collect();
     store::insert_dispatched(c, &rows).await?;
+    let history: Vec<_> = parsed
+        .iter()
+        .zip(regs)
+        .flat_map(|((r, ..), events)| events.iter().map(|e| (r.complaint_id, e)))
+        .collect();
+    store::insert_histories(c, &history).await?;
+    // The shared counters last (in key order): their rows stay locked only until the commit.
     let mut counts: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     for (r, d, _) in &parsed {
         *counts
@@ -55,12 +64,6 @@ pub async fn project_registrations(
             .or_default() += 1;
     }
     store::add_received(c, &counts.into_iter().collect::<Vec<_>>()).await?;
-    let history: Vec<_> = parsed
-        .iter()
-        .zip(regs)
-        .flat_map(|((r, ..), events)| events.iter().map(|e| (r.complaint_id, e)))
-        .collect();
-    store::insert_histories(c, &history).await?;
     Ok(())
 }
 

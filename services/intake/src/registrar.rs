@@ -20,8 +20,9 @@ use crate::{projector, store};
 /// Most registrations written in one transaction.
 const BATCH: usize = 128;
 
-/// Transactions in flight at once: one gathers and projects while another waits for its commit
-/// (the log's lock and the commit are the only part they take in turn).
+/// Transactions in flight at once: one writes its rows while another finishes. They take in turn
+/// only what they share: the street counters (updated last before the events), the log's lock
+/// and the commit.
 const WRITERS: usize = 2;
 
 /// One registration, ready to write: its prepared events (received, dispatched) and answer.
@@ -76,7 +77,7 @@ async fn write_loop(
     let mut batch = Vec::with_capacity(BATCH);
     while rx.lock().await.recv_many(&mut batch, BATCH).await > 0 {
         let regs: Vec<&Registration> = batch.iter().map(|(r, _)| r).collect();
-        match write(&pool, &regs).await {
+        match write_retrying(&pool, &regs).await {
             Ok(written) => {
                 relay_wake.notify_one();
                 for ((_, reply), w) in batch.drain(..).zip(written) {
@@ -103,13 +104,29 @@ async fn write_loop(
     }
 }
 
+/// [`write`], again when PostgreSQL broke a deadlock by aborting it (a consumer batch may lock the
+/// same street counters in another order): a group is not split up for that.
+async fn write_retrying(pool: &PgPool, regs: &[&Registration]) -> Result<Vec<Written>, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match write(pool, regs).await {
+            Err(StoreError::Database(sqlx::Error::Database(db)))
+                if attempt < 3 && matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Writes `regs` in one transaction: idempotency keys, callers, projections, then the events.
 /// Answers, in order, whether each was written or its key was taken.
 async fn write(pool: &PgPool, regs: &[&Registration]) -> Result<Vec<Written>, StoreError> {
     let mut tx = pool.begin().await?;
     // Keys repeated within the batch: the first claims, the rest replay its answer.
     let mut seen = HashSet::new();
-    let claims: Vec<(usize, store::Claim)> = regs
+    let mut claims: Vec<(usize, store::Claim)> = regs
         .iter()
         .enumerate()
         .filter_map(|(i, r)| r.key.as_ref().map(|k| (i, r, k)))
@@ -124,6 +141,8 @@ async fn write(pool: &PgPool, regs: &[&Registration]) -> Result<Vec<Written>, St
             (i, claim)
         })
         .collect();
+    // Claimed in one order, so two groups sharing keys queue instead of deadlocking.
+    claims.sort_by(|(_, a), (_, b)| (a.actor, a.key).cmp(&(b.actor, b.key)));
     let mut written: Vec<Written> = regs
         .iter()
         .map(|r| match r.key {

@@ -211,7 +211,8 @@ pub async fn claim_idempotency_keys(
 ) -> sqlx::Result<Vec<(String, String)>> {
     sqlx::query_as(
         "insert into idempotency (actor, key, request_hash, status, response)
-         select a, k, h, $4, r from unnest($1::text[], $2::text[], $3::text[], $5::jsonb[]) as x(a, k, h, r)
+         select a, k, h, $4, r from unnest($1::text[], $2::text[], $3::text[], $5::jsonb[]) with ordinality as x(a, k, h, r, n)
+         order by n
          on conflict (actor, key) do nothing
          returning actor, key",
     )

@@ -260,6 +260,7 @@ pub async fn point_states(
          left join lateral (
              select item_id, written_off_at from items i where i.point_id = p.point_id and i.category = p.category
                and i.status = 'written_off' and i.write_off_kind in ('rectified', 'unfounded')
+               and i.written_off_at is not null
              order by written_off_at desc limit 1) w on true",
     )
     .bind(points.iter().map(|(p, _)| *p).collect::<Vec<_>>())
