@@ -21,6 +21,21 @@ pub trait Projector: Send + Sync {
         ev: &Envelope,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Projects a run of consecutive own events, with the effects of [`Projector::project_own`]
+    /// on each in order; a service may write them together.
+    fn project_own_all(
+        &self,
+        conn: &mut PgConnection,
+        events: &[Envelope],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async move {
+            for ev in events {
+                self.project_own(conn, ev).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// Replays the whole own log at once, much faster than event by event, where the service has
     /// such a replay (`None` where not). Used only when the own log alone determines the
     /// projections; must leave them exactly as [`Projector::project_own`] would.
@@ -81,6 +96,14 @@ pub async fn rebuild<P: Projector, A: Apply>(
             after = i64::MAX;
         }
     }
+    if after < i64::MAX {
+        // The projections were emptied in this transaction, so the planner believes them empty
+        // and would scan them whole for every lookup while they grow back: quadratic. Every
+        // lookup of the replay is by key.
+        sqlx::query("set local enable_seqscan = off")
+            .execute(&mut *tx)
+            .await?;
+    }
     loop {
         let rows = sqlx::query(
             "select apply_seq, true as own, position, event_id, stream, version, event_type, occurred_at, actor, correlation_id,
@@ -98,10 +121,17 @@ pub async fn rebuild<P: Projector, A: Apply>(
         if rows.is_empty() {
             break;
         }
+        // A page goes out as runs of own events and runs of foreign ones, in apply order: each
+        // run is projected together (the services batch what they can).
+        let mut own: Vec<Envelope> = vec![];
+        let mut foreign_run: Vec<Envelope> = vec![];
         for r in rows {
             after = r.try_get("apply_seq")?;
             if r.try_get::<bool, _>("own")? {
-                let ev = Envelope {
+                if !foreign_run.is_empty() {
+                    stats.foreign += apply_run(&mut tx, foreign, &mut foreign_run).await?;
+                }
+                own.push(Envelope {
                     position: r.try_get("position")?,
                     event_id: r.try_get("event_id")?,
                     stream: r.try_get("stream")?,
@@ -112,23 +142,42 @@ pub async fn rebuild<P: Projector, A: Apply>(
                     correlation_id: r.try_get("correlation_id")?,
                     causation_id: r.try_get("causation_id")?,
                     data: r.try_get("data")?,
-                };
-                projector.project_own(&mut tx, &ev).await?;
-                stats.own += 1;
-            } else if let Some(apply) = foreign {
-                let ev: Envelope = serde_json::from_value(r.try_get("envelope")?)?;
-                apply.apply(&mut tx, &ev).await?;
-                stats.foreign += 1;
-            }
-            if (stats.own + stats.foreign) % 1000 == 0 {
-                progress(stats.own + stats.foreign, total as u64);
+                });
+            } else if foreign.is_some() {
+                if !own.is_empty() {
+                    projector.project_own_all(&mut tx, &own).await?;
+                    stats.own += std::mem::take(&mut own).len() as u64;
+                }
+                foreign_run.push(serde_json::from_value(r.try_get("envelope")?)?);
             }
         }
+        if !own.is_empty() {
+            projector.project_own_all(&mut tx, &own).await?;
+            stats.own += own.len() as u64;
+        }
+        if !foreign_run.is_empty() {
+            stats.foreign += apply_run(&mut tx, foreign, &mut foreign_run).await?;
+        }
+        progress(stats.own + stats.foreign, total as u64);
     }
     tx.commit().await?;
     progress(stats.own + stats.foreign, total as u64);
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)
+}
+
+/// Applies a run of inbox events together and empties it; how many there were.
+async fn apply_run<A: Apply>(
+    tx: &mut PgConnection,
+    foreign: Option<&A>,
+    run: &mut Vec<Envelope>,
+) -> anyhow::Result<u64> {
+    if let Some(apply) = foreign {
+        apply.apply_all(tx, &run.iter().collect::<Vec<_>>()).await?;
+    }
+    let n = run.len() as u64;
+    run.clear();
+    Ok(n)
 }
 
 /// Drops the secondary indexes of `table` (in the current schema) for a bulk load; returns the

@@ -20,6 +20,39 @@ impl qingling_shared::rebuild::Projector for Projector {
     async fn project_own(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
         project(c, ev).await
     }
+
+    /// New complaints (received then dispatched, versions 1 and 2 of their stream) together, the
+    /// rest one by one, in order.
+    async fn project_own_all(
+        &self,
+        c: &mut PgConnection,
+        events: &[Envelope],
+    ) -> anyhow::Result<()> {
+        let mut pending: Vec<&[Envelope]> = vec![];
+        let mut rest = events;
+        while !rest.is_empty() {
+            if let [received, dispatched, ..] = rest {
+                if received.event_type == "complaint_received"
+                    && received.version == 1
+                    && dispatched.event_type == "complaint_dispatched"
+                    && dispatched.stream == received.stream
+                {
+                    pending.push(&rest[..2]);
+                    rest = &rest[2..];
+                    continue;
+                }
+            }
+            if !pending.is_empty() {
+                project_registrations(c, &std::mem::take(&mut pending)).await?;
+            }
+            project(c, &rest[0]).await?;
+            rest = &rest[1..];
+        }
+        if !pending.is_empty() {
+            project_registrations(c, &pending).await?;
+        }
+        Ok(())
+    }
 }
 
 /// New complaints, each as its `complaint_received` and `complaint_dispatched`: the same rows

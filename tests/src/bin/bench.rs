@@ -585,7 +585,35 @@ async fn main() -> anyhow::Result<()> {
         *e = (*e).max(rss_kib(*p, "VmRSS:"));
     }
 
-    // 5. Rebuild of a generated history of `rebuild_events` ledger events.
+    // 5a. Every service's projections rebuilt from the history this run wrote: its own log and the
+    // foreign events it applied. The services stop first (a rebuild holds their tables).
+    for (_, pid) in &pids {
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .ok();
+    }
+    for (_, pid) in &pids {
+        let gone = Instant::now() + Duration::from_secs(20);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < gone {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut run_rebuilds = serde_json::Map::new();
+    for service in ["intake", "ledger", "closure"] {
+        let stats = rebuild_service(service, &env.database_url()).await?;
+        eprintln!(
+            "  rebuild of this run's {service}: {:.0} events/s ({} own + {} applied foreign events in {:.1} s)",
+            stats["events_per_second"].as_f64().unwrap_or(0.0),
+            stats["own_events"],
+            stats["foreign_events"],
+            stats["seconds"].as_f64().unwrap_or(0.0)
+        );
+        run_rebuilds.insert(service.into(), stats);
+    }
+
+    // 5b. Rebuild of a generated history of `rebuild_events` ledger events.
     let rebuild = if a.rebuild_events > 0 {
         rebuild_bench(a.rebuild_events).await?
     } else {
@@ -609,6 +637,7 @@ async fn main() -> anyhow::Result<()> {
         "half_load": {"rate_per_second": rate.round(), "post_latency": half_post, "registration_to_visible": visible},
         "writeoff": {"items_per_second": writeoff_rate.round(), "items": wrote, "requests_retried_after_503": retried},
         "rebuild": rebuild,
+        "rebuild_of_this_run": run_rebuilds,
         "memory_mib": {
             "peak": peak.iter().map(|(s, k)| (s.to_string(), json!(mib(*k)))).collect::<serde_json::Map<_, _>>(),
             "after": after.iter().map(|(s, k)| (s.to_string(), json!(mib(*k)))).collect::<serde_json::Map<_, _>>(),
@@ -631,6 +660,23 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `qingling-<service> rebuild` against `url`; the figures it prints.
+async fn rebuild_service(service: &str, url: &str) -> anyhow::Result<Value> {
+    let out =
+        tokio::process::Command::new(qingling_tests::bin_dir().join(format!("qingling-{service}")))
+            .arg("rebuild")
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// Generates a ledger log of `events` events in a scratch database, then times
 /// `qingling-ledger rebuild` over it. Each item lives as items do: registered; a repeat call
 /// linked to one in five; one in ten flagged overdue; acknowledged; a write-off requested and
@@ -638,19 +684,8 @@ async fn main() -> anyhow::Result<()> {
 async fn rebuild_bench(events: usize) -> anyhow::Result<Value> {
     let scratch = TestEnv::new(&[]);
     let url = scratch.database_url();
-    let bin = qingling_tests::bin_dir().join("qingling-ledger");
     // The first run creates the database and the schema (an empty rebuild).
-    let out = tokio::process::Command::new(&bin)
-        .arg("rebuild")
-        .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rebuild_service("ledger", &url).await?;
     let mut c = scratch.db("ledger").await;
     // 4.2 events per item on average.
     let items = (events as i64 * 10).div_euclid(42) + 1;
@@ -690,18 +725,7 @@ async fn rebuild_bench(events: usize) -> anyhow::Result<Value> {
     .bind(events as i64)
     .execute(&mut c)
     .await?;
-    let out = tokio::process::Command::new(&bin)
-        .arg("rebuild")
-        .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stats: Value = serde_json::from_slice(&out.stdout)?;
+    let stats = rebuild_service("ledger", &url).await?;
     drop(c);
     scratch.cleanup().await;
     Ok(stats)
