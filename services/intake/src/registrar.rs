@@ -56,7 +56,20 @@ impl Registrar {
         let (queue, rx) = mpsc::channel(4 * BATCH);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WRITERS {
-            tokio::spawn(write_loop(pool.clone(), relay_wake.clone(), rx.clone()));
+            let (pool, relay_wake, rx) = (pool.clone(), relay_wake.clone(), rx.clone());
+            // A writer that panics takes only its group's answers with it (those callers get an
+            // error; nothing of theirs committed): another takes its place.
+            tokio::spawn(async move {
+                loop {
+                    let writer = write_loop(pool.clone(), relay_wake.clone(), rx.clone());
+                    match tokio::spawn(writer).await {
+                        Err(e) if e.is_panic() => {
+                            tracing::error!(error = %e, "registration writer panicked; starting another")
+                        }
+                        _ => return,
+                    }
+                }
+            });
         }
         Registrar { queue }
     }
