@@ -15,6 +15,9 @@ create table street_tallies (
     primary key (district, street, category)
 );
 
+-- The upsert is written out in both trigger functions on purpose: a transition table is visible
+-- only to its trigger's own function, and handing the rows to a shared SQL function (re-planned at
+-- every call) cost 550 µs per statement against 130 µs.
 -- Each item counts +1 in its street's tally as it arrives …
 create function tally_inserted_items() returns trigger language plpgsql as $$
 begin

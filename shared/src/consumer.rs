@@ -38,9 +38,7 @@ pub trait Apply: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send {
         async move {
             for ev in events {
-                let span = apply_span(ev);
-                tracing::Instrument::instrument(self.apply(conn, ev), span.clone()).await?;
-                applied(&span);
+                apply_logged(self, conn, ev).await?;
             }
             Ok(())
         }
@@ -53,6 +51,43 @@ pub trait Apply: Send + Sync + 'static {
 /// The log line of an applied event, in the span from [`apply_span`].
 pub fn applied(span: &tracing::Span) {
     span.in_scope(|| tracing::info!(target: "qingling::apply", "applied"));
+}
+
+/// [`Apply::apply`] for one event, in its span, with its log line.
+pub async fn apply_logged<A: Apply + ?Sized>(
+    handler: &A,
+    conn: &mut PgConnection,
+    ev: &Envelope,
+) -> anyhow::Result<()> {
+    let span = apply_span(ev);
+    tracing::Instrument::instrument(handler.apply(conn, ev), span.clone()).await?;
+    applied(&span);
+    Ok(())
+}
+
+/// A stretch of a batch, for an [`Apply::apply_all`] that decides some events together.
+#[derive(Debug, PartialEq)]
+pub enum Run<'a> {
+    /// Two or more consecutive events the handler takes together.
+    Together(&'a [&'a Envelope]),
+    Alone(&'a Envelope),
+}
+
+/// Splits `events`, in order, into maximal runs of events `together` accepts, and the rest.
+pub fn runs<'a>(events: &'a [&'a Envelope], together: impl Fn(&Envelope) -> bool) -> Vec<Run<'a>> {
+    let mut out = vec![];
+    let mut rest = events;
+    while let Some(first) = rest.first() {
+        let n = rest.iter().take_while(|e| together(e)).count();
+        if n > 1 {
+            out.push(Run::Together(&rest[..n]));
+            rest = &rest[n..];
+        } else {
+            out.push(Run::Alone(first));
+            rest = &rest[1..];
+        }
+    }
+    out
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -589,6 +624,27 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_splits_into_runs_and_lone_events_in_order() {
+        let meta = crate::event::EventMeta::from_request("t", uuid::Uuid::now_v7());
+        let evs: Vec<Envelope> = ["a", "a", "b", "a", "b", "b", "b", "a"]
+            .iter()
+            .map(|t| {
+                let e = crate::event::NewEvent::new(*t, serde_json::json!({}));
+                crate::store::prepare("s-1", 0, &[e], &meta).remove(0)
+            })
+            .collect();
+        let refs: Vec<&Envelope> = evs.iter().collect();
+        let shape: Vec<String> = runs(&refs, |e| e.event_type == "a")
+            .iter()
+            .map(|r| match r {
+                Run::Together(evs) => format!("{}×a", evs.len()),
+                Run::Alone(ev) => ev.event_type.clone(),
+            })
+            .collect();
+        assert_eq!(shape, ["2×a", "b", "a", "b", "b", "b", "a"]);
+    }
 
     #[test]
     fn a_hole_that_does_not_close_is_healed_less_and_less_often() {

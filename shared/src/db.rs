@@ -64,6 +64,21 @@ pub async fn connect(url: &str, schema: &str, max_connections: u32) -> anyhow::R
     Ok(pool)
 }
 
+/// A fresh database of its own for a test that needs PostgreSQL (`QINGLING_TEST_DATABASE_URL`,
+/// default the local server), migrated for `schema` with `own` migrations.
+pub async fn test_pool(schema: &str, own: &[Migration]) -> anyhow::Result<PgPool> {
+    let base = std::env::var("QINGLING_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let url = format!(
+        "{}/qingling_{schema}_{}",
+        base.trim_end_matches('/'),
+        uuid::Uuid::now_v7().simple()
+    );
+    let pool = connect(&url, schema, 8).await?;
+    migrate(&pool, schema, own).await?;
+    Ok(pool)
+}
+
 /// Applies, in order and once each, the common migrations and then `own`, inside `schema`.
 pub async fn migrate(pool: &PgPool, schema: &str, own: &[Migration]) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;

@@ -231,16 +231,7 @@ mod tests {
     use super::*;
 
     async fn fresh_pool() -> PgPool {
-        let base = std::env::var("QINGLING_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let url = format!(
-            "{}/qingling_store_{}",
-            base.trim_end_matches('/'),
-            Uuid::now_v7().simple()
-        );
-        let pool = crate::db::connect(&url, "teststore", 8).await.unwrap();
-        crate::db::migrate(&pool, "teststore", &[]).await.unwrap();
-        pool
+        crate::db::test_pool("teststore", &[]).await.unwrap()
     }
 
     fn meta() -> EventMeta {

@@ -1,6 +1,6 @@
 //! closure learns items from the ledger, to validate write-off requests against their state.
 
-use qingling_shared::consumer::{applied, apply_span, Apply};
+use qingling_shared::consumer::{applied, apply_logged, apply_span, runs, Apply, Run};
 use qingling_shared::Envelope;
 use serde::Deserialize;
 use sqlx::PgConnection;
@@ -49,40 +49,32 @@ impl Apply for LedgerEvents {
 
     /// Runs of `item_registered` are learnt in one statement.
     async fn apply_all(&self, c: &mut PgConnection, events: &[&Envelope]) -> anyhow::Result<()> {
-        let mut rest = events;
-        while let Some(first) = rest.first() {
-            let run = rest
-                .iter()
-                .take_while(|e| e.event_type == "item_registered")
-                .count();
-            if run > 1 {
-                let items = rest[..run]
-                    .iter()
-                    .map(|ev| Ok((ev.data_as::<ItemRef>()?, ev.occurred_at)))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                let items: Vec<_> = items
-                    .iter()
-                    .map(|(d, at)| {
-                        (
-                            d.item_id,
-                            d.district.as_str(),
-                            d.street.as_str(),
-                            d.category.as_str(),
-                            *at,
-                        )
-                    })
-                    .collect();
-                store::learn_items(c, &items).await?;
-                for ev in &rest[..run] {
-                    applied(&apply_span(ev));
+        for run in runs(events, |e| e.event_type == "item_registered") {
+            match run {
+                Run::Together(evs) => {
+                    let refs = evs
+                        .iter()
+                        .map(|ev| Ok((ev.data_as::<ItemRef>()?, ev.occurred_at)))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let items: Vec<_> = refs
+                        .iter()
+                        .map(|(d, at)| {
+                            (
+                                d.item_id,
+                                d.district.as_str(),
+                                d.street.as_str(),
+                                d.category.as_str(),
+                                *at,
+                            )
+                        })
+                        .collect();
+                    store::learn_items(c, &items).await?;
+                    for ev in evs {
+                        applied(&apply_span(ev));
+                    }
                 }
-                rest = &rest[run..];
-                continue;
+                Run::Alone(ev) => apply_logged(self, c, ev).await?,
             }
-            let span = apply_span(first);
-            tracing::Instrument::instrument(self.apply(c, first), span.clone()).await?;
-            applied(&span);
-            rest = &rest[1..];
         }
         Ok(())
     }
@@ -90,7 +82,8 @@ impl Apply for LedgerEvents {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
+    use qingling_shared::store::prepare;
+    use qingling_shared::{EventMeta, NewEvent};
     use serde_json::json;
 
     use super::*;
@@ -98,35 +91,17 @@ mod tests {
     /// A run of registrations is learnt at once; a redelivered one changes nothing.
     #[tokio::test]
     async fn a_run_of_items_registered_is_learnt_once() {
-        let base = std::env::var("QINGLING_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let url = format!(
-            "{}/qingling_closure_{}",
-            base.trim_end_matches('/'),
-            Uuid::now_v7().simple()
-        );
-        let pool = qingling_shared::db::connect(&url, "closure", 4)
+        let pool = qingling_shared::db::test_pool("closure", crate::SPEC.migrations)
             .await
             .unwrap();
-        qingling_shared::db::migrate(&pool, "closure", crate::SPEC.migrations)
-            .await
-            .unwrap();
+        let meta = EventMeta::from_request("operator-tongzhou", Uuid::now_v7());
         let run: Vec<Envelope> = ["songzhuang", "yongshun", "songzhuang"]
             .iter()
             .map(|street| {
                 let item_id = Uuid::now_v7();
-                Envelope {
-                    event_id: Uuid::now_v7(),
-                    event_type: "item_registered".into(),
-                    stream: format!("item-{item_id}"),
-                    version: 1,
-                    occurred_at: Utc::now(),
-                    actor: "operator-tongzhou".into(),
-                    correlation_id: item_id,
-                    causation_id: item_id,
-                    data: json!({"item_id": item_id, "district": "tongzhou", "street": street, "category": "basement_illegal_residence"}),
-                    position: 0,
-                }
+                let data = json!({"item_id": item_id, "district": "tongzhou", "street": street, "category": "basement_illegal_residence"});
+                let stream = format!("item-{item_id}");
+                prepare(&stream, 0, &[NewEvent::new("item_registered", data)], &meta).remove(0)
             })
             .collect();
         let mut tx = pool.begin().await.unwrap();

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use qingling_shared::consumer::{applied, apply_span, Apply};
+use qingling_shared::consumer::{applied, apply_logged, apply_span, runs, Apply, Run};
 use qingling_shared::Envelope;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -72,20 +72,16 @@ impl Apply for LedgerEvents {
 
     /// Runs of `item_registered` (a burst of registrations) take three statements for the lot.
     async fn apply_all(&self, c: &mut PgConnection, events: &[&Envelope]) -> anyhow::Result<()> {
-        let mut rest = events;
-        while let Some(first) = rest.first() {
-            let run = rest
-                .iter()
-                .take_while(|e| e.event_type == "item_registered")
-                .count();
-            if run > 1 && registered_run(c, &rest[..run]).await? {
-                rest = &rest[run..];
-                continue;
+        for run in runs(events, |e| e.event_type == "item_registered") {
+            match run {
+                Run::Together(evs) if registered_run(c, evs).await? => {}
+                Run::Together(evs) => {
+                    for ev in evs {
+                        apply_logged(self, c, ev).await?;
+                    }
+                }
+                Run::Alone(ev) => apply_logged(self, c, ev).await?,
             }
-            let span = apply_span(first);
-            tracing::Instrument::instrument(self.apply(c, first), span.clone()).await?;
-            applied(&span);
-            rest = &rest[1..];
         }
         Ok(())
     }
@@ -143,20 +139,9 @@ mod tests {
     use super::*;
 
     async fn fresh_pool() -> sqlx::PgPool {
-        let base = std::env::var("QINGLING_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let url = format!(
-            "{}/qingling_intake_{}",
-            base.trim_end_matches('/'),
-            Uuid::now_v7().simple()
-        );
-        let pool = qingling_shared::db::connect(&url, "intake", 4)
+        qingling_shared::db::test_pool("intake", crate::SPEC.migrations)
             .await
-            .unwrap();
-        qingling_shared::db::migrate(&pool, "intake", crate::SPEC.migrations)
-            .await
-            .unwrap();
-        pool
+            .unwrap()
     }
 
     /// A dispatched complaint's two events, as intake writes them.
@@ -179,18 +164,10 @@ mod tests {
     }
 
     fn item_registered(complaint_id: Uuid, item_id: Uuid) -> Envelope {
-        Envelope {
-            event_id: Uuid::now_v7(),
-            event_type: "item_registered".into(),
-            stream: format!("item-{item_id}"),
-            version: 1,
-            occurred_at: Utc::now(),
-            actor: "operator-tongzhou".into(),
-            correlation_id: complaint_id,
-            causation_id: complaint_id,
-            data: json!({"item_id": item_id, "complaint_id": complaint_id}),
-            position: 0,
-        }
+        let data = json!({"item_id": item_id, "complaint_id": complaint_id});
+        let meta = EventMeta::from_request("operator-tongzhou", complaint_id);
+        let stream = format!("item-{item_id}");
+        prepare(&stream, 0, &[NewEvent::new("item_registered", data)], &meta).remove(0)
     }
 
     /// A run of registrations on the ledger, decided together: each complaint is registered

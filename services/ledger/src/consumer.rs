@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use qingling_shared::consumer::{applied, apply_span, Apply};
+use qingling_shared::consumer::{applied, apply_logged, apply_span, runs, Apply, Run};
 use qingling_shared::{Envelope, EventMeta};
 use serde::Deserialize;
 use serde_json::Value;
@@ -109,26 +109,17 @@ impl Apply for Events {
     /// new items written in one append and a few multi-row statements. A repeat call (its point
     /// already has an open item, perhaps one registered earlier in the run) is linked as alone.
     async fn apply_all(&self, c: &mut PgConnection, events: &[&Envelope]) -> anyhow::Result<()> {
-        let mut rest = events;
-        while let Some(first) = rest.first() {
-            let run = rest
-                .iter()
-                .take_while(|e| {
-                    matches!(
-                        e.event_type.as_str(),
-                        "complaint_dispatched" | "complaint_received"
-                    )
-                })
-                .count();
-            if run == 0 {
-                let span = apply_span(first);
-                tracing::Instrument::instrument(self.apply(c, first), span.clone()).await?;
-                applied(&span);
-                rest = &rest[1..];
-                continue;
+        let registration = |e: &Envelope| {
+            matches!(
+                e.event_type.as_str(),
+                "complaint_dispatched" | "complaint_received"
+            )
+        };
+        for run in runs(events, registration) {
+            match run {
+                Run::Together(evs) => register_run(c, evs).await?,
+                Run::Alone(ev) => apply_logged(self, c, ev).await?,
             }
-            register_run(c, &rest[..run]).await?;
-            rest = &rest[run..];
         }
         Ok(())
     }
@@ -246,46 +237,33 @@ async fn on_dispatched(
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
+    use qingling_shared::NewEvent;
     use serde_json::json;
 
     use super::*;
 
     async fn fresh_pool() -> sqlx::PgPool {
-        let base = std::env::var("QINGLING_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let url = format!(
-            "{}/qingling_ledger_{}",
-            base.trim_end_matches('/'),
-            Uuid::now_v7().simple()
-        );
-        let pool = qingling_shared::db::connect(&url, "ledger", 4)
+        qingling_shared::db::test_pool("ledger", crate::SPEC.migrations)
             .await
-            .unwrap();
-        qingling_shared::db::migrate(&pool, "ledger", crate::SPEC.migrations)
-            .await
-            .unwrap();
-        pool
+            .unwrap()
     }
 
     fn dispatched(point_id: Uuid) -> Envelope {
         let complaint_id = Uuid::now_v7();
-        Envelope {
-            event_id: Uuid::now_v7(),
-            event_type: "complaint_dispatched".into(),
-            stream: format!("complaint-{complaint_id}"),
-            version: 2,
-            occurred_at: Utc::now(),
-            actor: "operator-tongzhou".into(),
-            correlation_id: complaint_id,
-            causation_id: complaint_id,
-            data: json!({
-                "complaint_id": complaint_id, "district": "tongzhou", "street": "songzhuang",
-                "category": "basement_illegal_residence", "urgency": "normal", "point_id": point_id,
-                "point": {"community": "小堡村"}, "description": "",
-            }),
-            position: 0,
-        }
+        let data = json!({
+            "complaint_id": complaint_id, "district": "tongzhou", "street": "songzhuang",
+            "category": "basement_illegal_residence", "urgency": "normal", "point_id": point_id,
+            "point": {"community": "小堡村"}, "description": "",
+        });
+        let meta = EventMeta::from_request("operator-tongzhou", complaint_id);
+        let stream = format!("complaint-{complaint_id}");
+        qingling_shared::store::prepare(
+            &stream,
+            1,
+            &[NewEvent::new("complaint_dispatched", data)],
+            &meta,
+        )
+        .remove(0)
     }
 
     /// One run holding a rebound, a new point with two repeat calls right behind it, and another
