@@ -631,7 +631,10 @@ mod tests {
         let evs: Vec<Envelope> = ["a", "a", "b", "a", "b", "b", "b", "a"]
             .iter()
             .map(|t| {
-                let e = crate::event::NewEvent::new(*t, serde_json::json!({}));
+                let e = crate::event::NewEvent {
+                    event_type: t.to_string(),
+                    data: serde_json::json!({}),
+                };
                 crate::store::prepare("s-1", 0, &[e], &meta).remove(0)
             })
             .collect();

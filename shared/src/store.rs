@@ -239,7 +239,11 @@ mod tests {
     }
 
     fn ev(n: i64) -> NewEvent {
-        NewEvent::new("thing_happened", json!({ "n": n }))
+        // The store does not read what it keeps: any type will do.
+        NewEvent {
+            event_type: "thing_happened".into(),
+            data: json!({ "n": n }),
+        }
     }
 
     async fn append_one(

@@ -1,69 +1,63 @@
 //! closure learns items from the ledger, to validate write-off requests against their state.
 
+use qingling_events::ledger::{types, ItemEvent};
+use qingling_events::Event;
 use qingling_shared::consumer::{applied, apply_logged, apply_span, runs, Apply, Run};
 use qingling_shared::Envelope;
-use serde::Deserialize;
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::store;
 
 pub struct LedgerEvents;
 
-#[derive(Deserialize)]
-struct ItemRef {
-    item_id: Uuid,
-    #[serde(default)]
-    district: String,
-    #[serde(default)]
-    street: String,
-    #[serde(default)]
-    category: String,
-}
-
 impl Apply for LedgerEvents {
     async fn apply(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
-        let status = match ev.event_type.as_str() {
-            "item_registered" => {
-                let d: ItemRef = ev.data_as()?;
+        let Some(item) = ItemEvent::from_envelope(ev)? else {
+            return Ok(());
+        };
+        let status = match &item {
+            ItemEvent::ItemRegistered(r) => {
                 store::learn_item(
                     c,
-                    d.item_id,
-                    &d.district,
-                    &d.street,
-                    &d.category,
+                    r.item_id,
+                    &r.district,
+                    &r.street,
+                    &r.category,
                     ev.occurred_at,
                 )
                 .await?;
                 return Ok(());
             }
-            "item_acknowledged" | "item_closure_rejected" => "acknowledged",
-            "item_closure_pending" => "closure_pending",
-            "item_written_off" => "written_off",
+            ItemEvent::ItemAcknowledged { .. } | ItemEvent::ItemClosureRejected { .. } => {
+                "acknowledged"
+            }
+            ItemEvent::ItemClosurePending { .. } => "closure_pending",
+            ItemEvent::ItemWrittenOff(_) => "written_off",
             _ => return Ok(()),
         };
-        let d: ItemRef = ev.data_as()?;
-        store::set_item_status(c, d.item_id, status, ev.occurred_at).await?;
+        store::set_item_status(c, item.item_id(), status, ev.occurred_at).await?;
         Ok(())
     }
 
     /// Runs of `item_registered` are learnt in one statement.
     async fn apply_all(&self, c: &mut PgConnection, events: &[&Envelope]) -> anyhow::Result<()> {
-        for run in runs(events, |e| e.event_type == "item_registered") {
+        for run in runs(events, |e| e.event_type == types::ITEM_REGISTERED) {
             match run {
                 Run::Together(evs) => {
-                    let refs = evs
+                    let mut registered = Vec::with_capacity(evs.len());
+                    for ev in evs {
+                        if let ItemEvent::ItemRegistered(r) = ItemEvent::from_own(ev)? {
+                            registered.push((r, ev.occurred_at));
+                        }
+                    }
+                    let items: Vec<_> = registered
                         .iter()
-                        .map(|ev| Ok((ev.data_as::<ItemRef>()?, ev.occurred_at)))
-                        .collect::<anyhow::Result<Vec<_>>>()?;
-                    let items: Vec<_> = refs
-                        .iter()
-                        .map(|(d, at)| {
+                        .map(|(r, at)| {
                             (
-                                d.item_id,
-                                d.district.as_str(),
-                                d.street.as_str(),
-                                d.category.as_str(),
+                                r.item_id,
+                                r.district.as_str(),
+                                r.street.as_str(),
+                                r.category.as_str(),
                                 *at,
                             )
                         })
@@ -82,9 +76,10 @@ impl Apply for LedgerEvents {
 
 #[cfg(test)]
 mod tests {
+    use qingling_events::testing::item_registered;
     use qingling_shared::store::prepare;
-    use qingling_shared::{EventMeta, NewEvent};
-    use serde_json::json;
+    use qingling_shared::EventMeta;
+    use uuid::Uuid;
 
     use super::*;
 
@@ -99,9 +94,9 @@ mod tests {
             .iter()
             .map(|street| {
                 let item_id = Uuid::now_v7();
-                let data = json!({"item_id": item_id, "district": "tongzhou", "street": street, "category": "basement_illegal_residence"});
-                let stream = format!("item-{item_id}");
-                prepare(&stream, 0, &[NewEvent::new("item_registered", data)], &meta).remove(0)
+                let event = item_registered(item_id, street, None).to_new_event();
+                let stream = qingling_events::ledger::stream(item_id);
+                prepare(&stream, 0, &[event], &meta).remove(0)
             })
             .collect();
         let mut tx = pool.begin().await.unwrap();

@@ -1,8 +1,8 @@
 //! Write-off requests (销账申请) and their review, as pure rules. No I/O.
 
-use qingling_shared::{FieldError, NewEvent};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+pub use qingling_events::closure::{Checklist, ClosureEvent, Evidence, Outcome, Requested};
+use qingling_shared::FieldError;
+use serde::Deserialize;
 use uuid::Uuid;
 
 /// The body of `POST /v1/closures`, as sent.
@@ -32,57 +32,17 @@ pub struct EvidenceInput {
     pub sha256: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// 整治完毕: cleared and restored.
-    Rectified,
-    /// 核查不属实: on inspection, not true.
-    Unfounded,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Rectified => "rectified",
-            Outcome::Unfounded => "unfounded",
-        }
-    }
-}
-
-/// 三无一恢复.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-pub struct Checklist {
-    /// 无违规住人
-    pub no_illegal_residents: bool,
-    /// 无垃圾和不满足消防要求的隔断
-    pub no_garbage_or_unsafe_partitions: bool,
-    /// 无违规使用
-    pub no_illegal_use: bool,
-    /// 恢复原平面布局
-    pub layout_restored: bool,
-}
-
-impl Checklist {
-    fn items(&self) -> [(&'static str, bool); 4] {
-        [
-            ("no_illegal_residents", self.no_illegal_residents),
-            (
-                "no_garbage_or_unsafe_partitions",
-                self.no_garbage_or_unsafe_partitions,
-            ),
-            ("no_illegal_use", self.no_illegal_use),
-            ("layout_restored", self.layout_restored),
-        ]
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Evidence {
-    pub kind: String,
-    pub uri: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+/// The checklist's four points, by their field names.
+fn checklist_items(c: &Checklist) -> [(&'static str, bool); 4] {
+    [
+        ("no_illegal_residents", c.no_illegal_residents),
+        (
+            "no_garbage_or_unsafe_partitions",
+            c.no_garbage_or_unsafe_partitions,
+        ),
+        ("no_illegal_use", c.no_illegal_use),
+        ("layout_restored", c.layout_restored),
+    ]
 }
 
 /// A write-off request that passed every rule.
@@ -140,7 +100,7 @@ impl RequestInput {
         }
         match outcome {
             Some(Outcome::Rectified) => {
-                for (name, ok) in checklist.items() {
+                for (name, ok) in checklist_items(&checklist) {
                     if !ok {
                         errors.push(FieldError::new(
                             format!("checklist.{name}"),
@@ -272,33 +232,32 @@ pub enum DomainError {
 pub struct Closure {
     pub id: Uuid,
     pub item_id: Uuid,
+    pub outcome: Outcome,
     pub status: ClosureStatus,
     pub version: i64,
 }
 
 impl Closure {
-    pub fn from_event_types<'a>(
-        id: Uuid,
-        item_id: Uuid,
-        types: impl IntoIterator<Item = &'a str>,
-    ) -> Option<Closure> {
+    /// Folds a request's history; `None` for a stream that does not start with the request.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a ClosureEvent>) -> Option<Closure> {
         let mut c: Option<Closure> = None;
-        for t in types {
-            match (&mut c, t) {
-                (None, "closure_requested") => {
+        for e in events {
+            match (&mut c, e) {
+                (None, ClosureEvent::ClosureRequested(r)) => {
                     c = Some(Closure {
-                        id,
-                        item_id,
+                        id: r.closure_id,
+                        item_id: r.item_id,
+                        outcome: r.outcome,
                         status: ClosureStatus::Pending,
                         version: 1,
                     })
                 }
-                (Some(c), t) => {
+                (Some(c), e) => {
                     c.version += 1;
-                    match t {
-                        "closure_approved" => c.status = ClosureStatus::Approved,
-                        "closure_rejected" => c.status = ClosureStatus::Rejected,
-                        _ => {}
+                    match e {
+                        ClosureEvent::ClosureApproved { .. } => c.status = ClosureStatus::Approved,
+                        ClosureEvent::ClosureRejected { .. } => c.status = ClosureStatus::Rejected,
+                        ClosureEvent::ClosureRequested(_) => {}
                     }
                 }
                 (None, _) => return None,
@@ -322,18 +281,20 @@ impl Closure {
     pub fn approve(
         &self,
         reviewer: &str,
-        outcome: &str,
         note: Option<&str>,
-    ) -> Result<Vec<NewEvent>, DomainError> {
+    ) -> Result<Vec<ClosureEvent>, DomainError> {
         self.must_be_pending()?;
-        Ok(vec![NewEvent::new(
-            "closure_approved",
-            json!({"closure_id": self.id, "item_id": self.item_id, "reviewer": reviewer, "outcome": outcome, "note": note}),
-        )])
+        Ok(vec![ClosureEvent::ClosureApproved {
+            closure_id: self.id,
+            item_id: self.item_id,
+            reviewer: reviewer.to_string(),
+            outcome: self.outcome,
+            note: note.map(str::to_string),
+        }])
     }
 
     /// The reviewer sends it back with a reason.
-    pub fn reject(&self, reviewer: &str, reason: &str) -> Result<Vec<NewEvent>, DomainError> {
+    pub fn reject(&self, reviewer: &str, reason: &str) -> Result<Vec<ClosureEvent>, DomainError> {
         if reason.trim().is_empty() {
             return Err(DomainError::Invalid {
                 field: "reason",
@@ -341,28 +302,13 @@ impl Closure {
             });
         }
         self.must_be_pending()?;
-        Ok(vec![NewEvent::new(
-            "closure_rejected",
-            json!({"closure_id": self.id, "item_id": self.item_id, "reviewer": reviewer, "reason": reason.trim()}),
-        )])
+        Ok(vec![ClosureEvent::ClosureRejected {
+            closure_id: self.id,
+            item_id: self.item_id,
+            reviewer: reviewer.to_string(),
+            reason: reason.trim().to_string(),
+        }])
     }
-}
-
-/// The data of `closure_requested`, as the projection reads it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Requested {
-    pub closure_id: Uuid,
-    pub item_id: Uuid,
-    pub district: String,
-    pub street: String,
-    pub category: String,
-    pub outcome: String,
-    pub checklist: serde_json::Value,
-    pub rooms_cleared: Option<i32>,
-    pub partition_area_m2: Option<f64>,
-    pub evidence: serde_json::Value,
-    #[serde(default)]
-    pub note: String,
 }
 
 /// The request event.
@@ -372,21 +318,26 @@ pub fn requested(
     street: &str,
     category: &str,
     r: &WriteOffRequest,
-) -> NewEvent {
-    NewEvent::new(
-        "closure_requested",
-        json!({
-            "closure_id": closure_id, "item_id": r.item_id, "district": district, "street": street,
-            "category": category, "outcome": r.outcome,
-            "checklist": r.checklist, "rooms_cleared": r.rooms_cleared, "partition_area_m2": r.partition_area_m2,
-            "evidence": r.evidence, "note": r.note,
-        }),
-    )
+) -> ClosureEvent {
+    ClosureEvent::ClosureRequested(Requested {
+        closure_id,
+        item_id: r.item_id,
+        district: district.to_string(),
+        street: street.to_string(),
+        category: category.to_string(),
+        outcome: r.outcome,
+        checklist: r.checklist,
+        rooms_cleared: r.rooms_cleared,
+        partition_area_m2: r.partition_area_m2,
+        evidence: r.evidence.clone(),
+        note: r.note.clone(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn input(v: serde_json::Value) -> RequestInput {
         serde_json::from_value(v).unwrap()
@@ -466,19 +417,38 @@ mod tests {
         );
     }
 
+    /// The request event of a fresh request, for folding.
+    pub(super) fn request(id: Uuid, item: Uuid) -> ClosureEvent {
+        let req = input(full()).parse().unwrap();
+        let mut e = requested(
+            id,
+            "tongzhou",
+            "jiukeshu",
+            "basement_illegal_residence",
+            &req,
+        );
+        if let ClosureEvent::ClosureRequested(r) = &mut e {
+            r.item_id = item;
+        }
+        e
+    }
+
     #[test]
     fn a_pending_request_is_approved_or_rejected_once() {
         let (id, item) = (Uuid::now_v7(), Uuid::now_v7());
-        let pending = Closure::from_event_types(id, item, ["closure_requested"]).unwrap();
-        assert_eq!(pending.version, 1);
-        assert_eq!(
-            pending.approve("r1", "rectified", None).unwrap()[0].event_type,
-            "closure_approved"
-        );
-        assert_eq!(
-            pending.reject("r1", "照片不清").unwrap()[0].data["reason"],
-            "照片不清"
-        );
+        let requested = request(id, item);
+        let pending = Closure::from_events([&requested]).unwrap();
+        assert_eq!((pending.version, pending.item_id), (1, item));
+        let approval = pending.approve("r1", None).unwrap();
+        assert!(matches!(
+            &approval[..],
+            [ClosureEvent::ClosureApproved { outcome: Outcome::Rectified, closure_id, .. }] if *closure_id == id
+        ));
+        let rejection = pending.reject("r1", " 照片不清").unwrap();
+        assert!(matches!(
+            &rejection[..],
+            [ClosureEvent::ClosureRejected { reason, .. }] if reason == "照片不清"
+        ));
         assert!(matches!(
             pending.reject("r1", " "),
             Err(DomainError::Invalid {
@@ -486,17 +456,15 @@ mod tests {
                 ..
             })
         ));
-        let approved =
-            Closure::from_event_types(id, item, ["closure_requested", "closure_approved"]).unwrap();
+        let approved = Closure::from_events([&requested, &approval[0]]).unwrap();
         assert_eq!(approved.status, ClosureStatus::Approved);
         assert!(
-            matches!(approved.approve("r1", "rectified", None), Err(DomainError::Conflict(m)) if m.contains("approved"))
+            matches!(approved.approve("r1", None), Err(DomainError::Conflict(m)) if m.contains("approved"))
         );
         assert!(approved.reject("r1", "x").is_err());
-        let rejected =
-            Closure::from_event_types(id, item, ["closure_requested", "closure_rejected"]).unwrap();
-        assert!(rejected.approve("r1", "rectified", None).is_err());
-        assert!(Closure::from_event_types(id, item, ["closure_approved"]).is_none());
+        let rejected = Closure::from_events([&requested, &rejection[0]]).unwrap();
+        assert!(rejected.approve("r1", None).is_err());
+        assert!(Closure::from_events([&approval[0]]).is_none());
     }
 }
 
@@ -511,17 +479,17 @@ mod properties {
         #[test]
         fn a_request_has_at_most_one_outcome(cmds in proptest::collection::vec(any::<(bool, bool)>(), 0..20)) {
             let (id, item) = (Uuid::from_u128(1), Uuid::from_u128(2));
-            let mut types = vec!["closure_requested".to_string()];
+            let mut history = vec![tests::request(id, item)];
             for (approve, empty_reason) in cmds {
-                let c = Closure::from_event_types(id, item, types.iter().map(String::as_str)).unwrap();
-                let r = if approve { c.approve("r", "rectified", None) } else { c.reject("r", if empty_reason { "" } else { "补充" }) };
+                let c = Closure::from_events(&history).unwrap();
+                let r = if approve { c.approve("r", None) } else { c.reject("r", if empty_reason { "" } else { "补充" }) };
                 if let Ok(events) = r {
-                    types.extend(events.into_iter().map(|e| e.event_type));
+                    history.extend(events);
                 }
-                prop_assert!(types.len() <= 2, "{types:?}");
+                prop_assert!(history.len() <= 2, "{history:?}");
             }
-            let c = Closure::from_event_types(id, item, types.iter().map(String::as_str)).unwrap();
-            prop_assert_eq!(c.status == ClosureStatus::Pending, types.len() == 1);
+            let c = Closure::from_events(&history).unwrap();
+            prop_assert_eq!(c.status == ClosureStatus::Pending, history.len() == 1);
         }
 
         /// Parsing never panics, and an accepted rectified request has the whole checklist.

@@ -16,7 +16,9 @@ use tokio::sync::Notify;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::domain::{self, Closure, DomainError, RequestInput};
+use qingling_events::Event;
+
+use crate::domain::{self, Closure, ClosureEvent, DomainError, RequestInput};
 use crate::projector;
 use crate::store::{self, ClosureRow};
 
@@ -53,9 +55,7 @@ impl From<DomainError> for ApiError {
     }
 }
 
-fn stream_of(id: Uuid) -> String {
-    format!("closure-{id}")
-}
+use qingling_events::closure::stream as stream_of;
 
 fn closure_json(r: &ClosureRow) -> Value {
     serde_json::to_value(r).unwrap_or_default()
@@ -135,13 +135,10 @@ async fn request(
     let mut new = events::prepare(
         &stream_of(id),
         0,
-        &[domain::requested(
-            id,
-            &item.district,
-            &item.street,
-            &item.category,
-            &req,
-        )],
+        &[
+            domain::requested(id, &item.district, &item.street, &item.category, &req)
+                .to_new_event(),
+        ],
         &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
     );
     for ev in &new {
@@ -288,7 +285,7 @@ async fn review(
     approve: bool,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Reviewer])?;
-    let row = visible(s, caller, id).await?;
+    let _row = visible(s, caller, id).await?;
     let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
     let note = body
         .note
@@ -300,17 +297,20 @@ async fn review(
         attempt += 1;
         let mut tx = s.pool.begin().await?;
         let history = events::read_stream(&mut tx, &stream_of(id)).await?;
-        let closure = Closure::from_event_types(
-            id,
-            row.item_id,
-            history.iter().map(|e| e.event_type.as_str()),
-        )
-        .ok_or_else(|| anyhow::anyhow!("write-off request {id} has no events"))?;
-        let new = if approve {
-            closure.approve(&caller.sub, &row.outcome, note.as_deref())?
+        let typed = history
+            .iter()
+            .map(ClosureEvent::from_own)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let closure = Closure::from_events(&typed)
+            .ok_or_else(|| anyhow::anyhow!("write-off request {id} has no events"))?;
+        let new: Vec<_> = if approve {
+            closure.approve(&caller.sub, note.as_deref())?
         } else {
             closure.reject(&caller.sub, &reason)?
-        };
+        }
+        .iter()
+        .map(Event::to_new_event)
+        .collect();
         let appended =
             match events::append(&mut tx, &stream_of(id), closure.version, &new, &meta).await {
                 Ok(a) => a,

@@ -3,7 +3,9 @@
 use qingling_shared::Envelope;
 use sqlx::PgConnection;
 
-use crate::domain::Requested;
+use qingling_events::Event;
+
+use crate::domain::{ClosureEvent, ClosureStatus};
 use crate::store;
 
 pub struct Projector;
@@ -27,39 +29,36 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
     let id = ev
         .stream_id()
         .ok_or_else(|| anyhow::anyhow!("{} is not a closure stream", ev.stream))?;
-    let text = |k: &str| ev.data.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    match ev.event_type.as_str() {
-        "closure_requested" => {
-            let r: Requested = ev.data_as()?;
+    match ClosureEvent::from_own(ev)? {
+        ClosureEvent::ClosureRequested(r) => {
             if !store::insert_requested(c, &r, &ev.actor, ev.occurred_at).await? {
                 return Err(AlreadyPending(r.item_id).into());
             }
         }
-        "closure_approved" => {
+        ClosureEvent::ClosureApproved { note, .. } => {
             store::review(
                 c,
                 id,
-                "approved",
+                ClosureStatus::Approved,
                 &ev.actor,
                 ev.occurred_at,
-                text("note").as_deref(),
+                note.as_deref(),
                 None,
             )
             .await?
         }
-        "closure_rejected" => {
+        ClosureEvent::ClosureRejected { reason, .. } => {
             store::review(
                 c,
                 id,
-                "rejected",
+                ClosureStatus::Rejected,
                 &ev.actor,
                 ev.occurred_at,
                 None,
-                text("reason").as_deref(),
+                Some(&reason),
             )
             .await?
         }
-        _ => {}
     }
     Ok(())
 }

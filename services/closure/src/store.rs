@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::Requested;
+use crate::domain::{ClosureStatus, Requested};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ItemView {
@@ -132,11 +132,11 @@ pub async fn insert_requested(
     .bind(&r.district)
     .bind(&r.street)
     .bind(&r.category)
-    .bind(&r.outcome)
-    .bind(&r.checklist)
+    .bind(r.outcome.as_str())
+    .bind(sqlx::types::Json(&r.checklist))
     .bind(r.rooms_cleared)
     .bind(r.partition_area_m2)
-    .bind(&r.evidence)
+    .bind(sqlx::types::Json(&r.evidence))
     .bind(&r.note)
     .bind(by)
     .bind(at)
@@ -169,7 +169,7 @@ pub async fn pending_for_item(c: &mut PgConnection, item_id: Uuid) -> sqlx::Resu
 pub async fn review(
     c: &mut PgConnection,
     id: Uuid,
-    status: &str,
+    status: ClosureStatus,
     by: &str,
     at: DateTime<Utc>,
     note: Option<&str>,
@@ -179,7 +179,7 @@ pub async fn review(
         "update closures set status = $2, reviewed_by = $3, reviewed_at = $4, review_note = $5, reject_reason = $6 where closure_id = $1",
     )
     .bind(id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(by)
     .bind(at)
     .bind(note)

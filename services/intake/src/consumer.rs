@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use qingling_events::ledger::{types, ItemEvent, WriteOffKind};
+use qingling_events::Event;
 use qingling_shared::consumer::{applied, apply_logged, apply_span, runs, Apply, Run};
 use qingling_shared::Envelope;
 use sqlx::PgConnection;
@@ -14,54 +16,60 @@ use crate::store;
 
 pub struct LedgerEvents;
 
-fn uuid_field(ev: &Envelope, name: &str) -> Option<Uuid> {
-    ev.data
-        .get(name)
-        .and_then(|v| v.as_str())
-        .and_then(|s| s.parse().ok())
+/// The complaint a ledger event names, if it names one.
+fn complaint_of(e: &ItemEvent) -> Option<Uuid> {
+    match e {
+        ItemEvent::ItemRegistered(r) => r.complaint_id,
+        ItemEvent::ComplaintLinked { complaint_id, .. } => Some(*complaint_id),
+        _ => None,
+    }
 }
 
 impl Apply for LedgerEvents {
     async fn apply(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
-        let item_id = uuid_field(ev, "item_id");
-        let complaint_id = uuid_field(ev, "complaint_id");
-        let (ids, by_item) = match ev.event_type.as_str() {
-            "item_registered" | "complaint_linked" => {
-                (complaint_id.into_iter().collect::<Vec<_>>(), None)
+        let Some(item) = ItemEvent::from_envelope(ev)? else {
+            return Ok(());
+        };
+        let item_id = item.item_id();
+        // The complaints concerned: named by the event, or all those on the item.
+        let (ids, by_item) = match &item {
+            ItemEvent::ItemRegistered(_) | ItemEvent::ComplaintLinked { .. } => {
+                (complaint_of(&item).into_iter().collect::<Vec<_>>(), None)
             }
-            "item_written_off" | "item_acknowledged" | "item_overdue" => (vec![], item_id),
+            ItemEvent::ItemWrittenOff(_)
+            | ItemEvent::ItemAcknowledged { .. }
+            | ItemEvent::ItemOverdue { .. } => (vec![], Some(item_id)),
             _ => return Ok(()),
         };
         if ids.is_empty() && by_item.is_none() {
             return Ok(());
         }
-        let kind = ev.data.get("kind").and_then(|v| v.as_str());
         for (id, status) in store::complaints_for_update(c, &ids, by_item).await? {
             store::insert_history(c, id, ev).await?;
             if status == Status::Returned {
                 // Back with the operator: the old item's news no longer concerns it.
                 continue;
             }
-            if let Some(next) = status.after_ledger_event(&ev.event_type, kind) {
-                store::set_status(c, id, next, item_id, ev.occurred_at).await?;
+            if let Some(next) = status.after_ledger_event(&item) {
+                store::set_status(c, id, next, Some(item_id), ev.occurred_at).await?;
             }
-            match (ev.event_type.as_str(), kind) {
-                ("complaint_linked", _) => {
+            match &item {
+                ItemEvent::ComplaintLinked { .. } => {
                     // A repeat call joining an item already taken on was responded to in time.
-                    if let Some(at) =
-                        store::item_acknowledged_at(c, item_id.unwrap_or_default()).await?
-                    {
+                    if let Some(at) = store::item_acknowledged_at(c, item_id).await? {
                         store::set_acknowledged(c, id, at).await?;
                     }
                 }
-                ("item_acknowledged", _) => store::set_acknowledged(c, id, ev.occurred_at).await?,
-                ("item_overdue", _) => {
+                ItemEvent::ItemAcknowledged { .. } => {
+                    store::set_acknowledged(c, id, ev.occurred_at).await?
+                }
+                ItemEvent::ItemOverdue { .. } => {
                     store::update_metrics(c, id, None, |f| f.overdue = true).await?
                 }
-                ("item_written_off", Some("returned")) => {
+                ItemEvent::ItemWrittenOff(w) if w.kind == WriteOffKind::Returned => {
                     store::update_metrics(c, id, None, |f| f.counted = false).await?
                 }
-                ("item_written_off", _) => {
+                ItemEvent::ItemWrittenOff(_) => {
                     store::update_metrics(c, id, None, |f| f.resolved = true).await?
                 }
                 _ => {}
@@ -72,7 +80,7 @@ impl Apply for LedgerEvents {
 
     /// Runs of `item_registered` (a burst of registrations) take three statements for the lot.
     async fn apply_all(&self, c: &mut PgConnection, events: &[&Envelope]) -> anyhow::Result<()> {
-        for run in runs(events, |e| e.event_type == "item_registered") {
+        for run in runs(events, |e| e.event_type == types::ITEM_REGISTERED) {
             match run {
                 Run::Together(evs) if registered_run(c, evs).await? => {}
                 Run::Together(evs) => {
@@ -90,10 +98,11 @@ impl Apply for LedgerEvents {
 /// `item_registered` for several complaints, as [`LedgerEvents::apply`] does each; false (and
 /// nothing done) when a complaint appears twice, which one by one must then decide.
 async fn registered_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Result<bool> {
-    let ids: Vec<Uuid> = run
+    let items = run
         .iter()
-        .filter_map(|ev| uuid_field(ev, "complaint_id"))
-        .collect();
+        .map(|ev| ItemEvent::from_own(ev))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ids: Vec<Uuid> = items.iter().filter_map(complaint_of).collect();
     if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
         return Ok(false);
     }
@@ -103,9 +112,8 @@ async fn registered_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Resu
         .collect();
     let mut history = Vec::with_capacity(run.len());
     let mut changes = Vec::with_capacity(run.len());
-    for ev in run {
-        let Some((id, status)) =
-            uuid_field(ev, "complaint_id").and_then(|id| Some((id, *locked.get(&id)?)))
+    for (ev, item) in run.iter().zip(&items) {
+        let Some((id, status)) = complaint_of(item).and_then(|id| Some((id, *locked.get(&id)?)))
         else {
             continue;
         };
@@ -113,8 +121,8 @@ async fn registered_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Resu
         if status == Status::Returned {
             continue;
         }
-        if let Some(next) = status.after_ledger_event(&ev.event_type, None) {
-            changes.push((id, next, uuid_field(ev, "item_id"), ev.occurred_at));
+        if let Some(next) = status.after_ledger_event(item) {
+            changes.push((id, next, Some(item.item_id()), ev.occurred_at));
         }
     }
     if !history.is_empty() {
@@ -132,9 +140,10 @@ async fn registered_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
+    use qingling_events::intake::{self, ComplaintEvent, Received, Urgency};
+    use qingling_events::ledger;
     use qingling_shared::store::prepare;
-    use qingling_shared::{EventMeta, NewEvent};
-    use serde_json::json;
+    use qingling_shared::EventMeta;
 
     use super::*;
 
@@ -147,27 +156,36 @@ mod tests {
     /// A dispatched complaint's two events, as intake writes them.
     fn registration(id: Uuid) -> Vec<Envelope> {
         let now = Utc::now();
-        let data = json!({
-            "complaint_id": id, "district": "tongzhou", "street": "songzhuang", "category": "basement_illegal_residence",
-            "urgency": "normal", "point_id": Uuid::now_v7(), "point": {}, "description": "", "received_at": now,
-            "dispatched_at": now, "respond_by": now, "resolve_by": now,
-        });
+        let received = Received {
+            complaint_id: id,
+            district: "tongzhou".into(),
+            street: "songzhuang".into(),
+            category: "basement_illegal_residence".into(),
+            urgency: Urgency::Normal,
+            point_id: Uuid::now_v7(),
+            point: serde_json::json!({}),
+            description: String::new(),
+            received_at: now,
+        };
+        let mut dispatched =
+            qingling_events::testing::dispatched(id, "songzhuang", received.point_id, now);
+        dispatched.point = serde_json::json!({});
         prepare(
-            &format!("complaint-{id}"),
+            &intake::stream(id),
             0,
             &[
-                NewEvent::new("complaint_received", data.clone()),
-                NewEvent::new("complaint_dispatched", data),
+                ComplaintEvent::ComplaintReceived(received).to_new_event(),
+                ComplaintEvent::ComplaintDispatched(dispatched).to_new_event(),
             ],
             &EventMeta::from_request("operator-tongzhou", Uuid::now_v7()),
         )
     }
 
     fn item_registered(complaint_id: Uuid, item_id: Uuid) -> Envelope {
-        let data = json!({"item_id": item_id, "complaint_id": complaint_id});
+        let event =
+            qingling_events::testing::item_registered(item_id, "songzhuang", Some(complaint_id));
         let meta = EventMeta::from_request("operator-tongzhou", complaint_id);
-        let stream = format!("item-{item_id}");
-        prepare(&stream, 0, &[NewEvent::new("item_registered", data)], &meta).remove(0)
+        prepare(&ledger::stream(item_id), 0, &[event.to_new_event()], &meta).remove(0)
     }
 
     /// A run of registrations on the ledger, decided together: each complaint is registered

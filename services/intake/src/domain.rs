@@ -2,10 +2,11 @@
 //! dispatch (派单) decision and the complaint status as the ledger moves. Pure: no I/O.
 
 use chrono::{DateTime, Utc};
+pub use qingling_events::intake::{ComplaintEvent, Dispatched, Received, Satisfaction, Urgency};
+use qingling_events::ledger::{ItemEvent, WriteOffKind};
 use qingling_shared::config::Limits;
-use qingling_shared::{Catalog, FieldError, NewEvent, Orgs};
+use qingling_shared::{Catalog, FieldError, Orgs};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 /// The body of `POST /v1/complaints`, as sent. Required fields are options here so that a missing
@@ -35,13 +36,6 @@ pub struct PointInput {
 pub struct CallerInput {
     pub name: Option<String>,
     pub phone: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Urgency {
-    Normal,
-    Urgent,
 }
 
 /// 点位: one basement.
@@ -239,22 +233,39 @@ pub fn register(
     c: &Complaint,
     limits: &Limits,
     now: DateTime<Utc>,
-) -> (Vec<NewEvent>, Dispatch) {
+) -> (Vec<ComplaintEvent>, Dispatch) {
     let (respond_by, resolve_by) = deadlines(limits, c.urgency, now);
-    let received = json!({
-        "complaint_id": id, "district": c.district, "street": c.street, "category": c.category,
-        "urgency": c.urgency, "point_id": c.point_id, "point": c.point, "description": c.description,
-        "received_at": c.received_at,
-    });
-    let dispatched = json!({
-        "complaint_id": id, "district": c.district, "street": c.street, "category": c.category,
-        "urgency": c.urgency, "point_id": c.point_id, "point": c.point, "description": c.description,
-        "received_at": c.received_at, "dispatched_at": now, "respond_by": respond_by, "resolve_by": resolve_by,
-    });
+    let point = serde_json::to_value(&c.point).expect("a point serialises");
+    let received = Received {
+        complaint_id: id,
+        district: c.district.clone(),
+        street: c.street.clone(),
+        category: c.category.clone(),
+        urgency: c.urgency,
+        point_id: c.point_id,
+        point: point.clone(),
+        description: c.description.clone(),
+        received_at: c.received_at,
+    };
+    let dispatched = Dispatched {
+        complaint_id: id,
+        district: c.district.clone(),
+        street: c.street.clone(),
+        category: c.category.clone(),
+        urgency: c.urgency,
+        point_id: c.point_id,
+        point,
+        description: c.description.clone(),
+        received_at: c.received_at,
+        dispatched_at: now,
+        respond_by,
+        resolve_by,
+        redispatch: false,
+    };
     (
         vec![
-            NewEvent::new("complaint_received", received),
-            NewEvent::new("complaint_dispatched", dispatched),
+            ComplaintEvent::ComplaintReceived(received),
+            ComplaintEvent::ComplaintDispatched(dispatched),
         ],
         Dispatch {
             dispatched_at: now,
@@ -269,35 +280,6 @@ pub struct Dispatch {
     pub dispatched_at: DateTime<Utc>,
     pub respond_by: DateTime<Utc>,
     pub resolve_by: DateTime<Utc>,
-}
-
-/// The data of `complaint_received`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Received {
-    pub complaint_id: Uuid,
-    pub district: String,
-    pub street: String,
-    pub category: String,
-    pub urgency: String,
-    pub point_id: Uuid,
-    pub point: serde_json::Value,
-    #[serde(default)]
-    pub description: String,
-    pub received_at: DateTime<Utc>,
-}
-
-/// The data of `complaint_dispatched` that intake itself needs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Dispatched {
-    pub street: String,
-    pub dispatched_at: DateTime<Utc>,
-    pub respond_by: DateTime<Utc>,
-    pub resolve_by: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct FollowUp {
-    pub satisfaction: Satisfaction,
 }
 
 /// Where a complaint stands.
@@ -327,17 +309,14 @@ impl Status {
     }
 
     /// The status after a ledger event about the complaint's item; `None` leaves it unchanged.
-    pub fn after_ledger_event(
-        self,
-        event_type: &str,
-        write_off_kind: Option<&str>,
-    ) -> Option<Status> {
-        match (self, event_type) {
-            (Status::Dispatched, "item_registered" | "complaint_linked") => {
-                Some(Status::Registered)
-            }
-            (Status::Dispatched | Status::Registered, "item_written_off")
-                if write_off_kind != Some("returned") =>
+    pub fn after_ledger_event(self, event: &ItemEvent) -> Option<Status> {
+        match (self, event) {
+            (
+                Status::Dispatched,
+                ItemEvent::ItemRegistered(_) | ItemEvent::ComplaintLinked { .. },
+            ) => Some(Status::Registered),
+            (Status::Dispatched | Status::Registered, ItemEvent::ItemWrittenOff(w))
+                if w.kind != WriteOffKind::Returned =>
             {
                 Some(Status::WrittenOff)
             }
@@ -364,35 +343,6 @@ pub fn mask_phone(phone: &str) -> String {
         head.iter().collect::<String>(),
         tail.iter().collect::<String>()
     )
-}
-
-/// 回访 answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Satisfaction {
-    /// 满意
-    Satisfied,
-    /// 基本满意
-    BasicallySatisfied,
-    /// 不满意
-    Dissatisfied,
-    /// 不了解
-    Unknown,
-}
-
-impl Satisfaction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Satisfaction::Satisfied => "satisfied",
-            Satisfaction::BasicallySatisfied => "basically_satisfied",
-            Satisfaction::Dissatisfied => "dissatisfied",
-            Satisfaction::Unknown => "unknown",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(s.into())).ok()
-    }
 }
 
 /// The calendar month (Asia/Shanghai, UTC+8 all year) a complaint counts in: `2026-11`.
@@ -529,6 +479,7 @@ pub fn can_follow_up(status: Status) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn input() -> ComplaintInput {
         serde_json::from_value(json!({
@@ -611,47 +562,80 @@ mod tests {
         let c = parse(input()).unwrap();
         let now = Utc::now();
         let (events, d) = register(Uuid::now_v7(), &c, &Limits::default(), now);
-        assert_eq!(
-            events
-                .iter()
-                .map(|e| e.event_type.as_str())
-                .collect::<Vec<_>>(),
-            vec!["complaint_received", "complaint_dispatched"]
-        );
-        assert_eq!(events[1].data["street"], "jiukeshu");
+        match &events[..] {
+            [ComplaintEvent::ComplaintReceived(r), ComplaintEvent::ComplaintDispatched(x)] => {
+                assert_eq!(
+                    (r.street.as_str(), x.street.as_str()),
+                    ("jiukeshu", "jiukeshu")
+                );
+                assert_eq!((x.dispatched_at, x.respond_by), (now, d.respond_by));
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(d.dispatched_at, now);
         assert!(
             events
                 .iter()
-                .all(|e| !e.data.to_string().contains("13800000000")),
+                .all(|e| !serde_json::to_string(e).unwrap().contains("13800000000")),
             "no phone in the log"
         );
     }
 
     #[test]
     fn status_follows_the_ledger() {
+        use qingling_events::ledger::{Registered as ItemRegistered, Source, WrittenOff as W};
+        let (item_id, complaint_id) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let registered = ItemEvent::ItemRegistered(ItemRegistered {
+            item_id,
+            district: "tongzhou".into(),
+            street: "jiukeshu".into(),
+            category: "basement_illegal_residence".into(),
+            point_id: Uuid::nil(),
+            point: serde_json::json!({}),
+            source: Source::Complaint,
+            complaint_id: Some(complaint_id),
+            urgency: Urgency::Normal,
+            description: String::new(),
+            respond_by: None,
+            resolve_by: None,
+            rebound_of: None,
+        });
+        let linked = ItemEvent::ComplaintLinked {
+            item_id,
+            complaint_id,
+        };
+        let written_off = |kind| {
+            ItemEvent::ItemWrittenOff(W {
+                item_id,
+                district: "tongzhou".into(),
+                street: "jiukeshu".into(),
+                category: "basement_illegal_residence".into(),
+                point_id: Uuid::nil(),
+                kind,
+                closure_id: None,
+            })
+        };
+        let acknowledged = ItemEvent::ItemAcknowledged {
+            item_id,
+            street: "jiukeshu".into(),
+        };
         use Status::*;
+        assert_eq!(Dispatched.after_ledger_event(&registered), Some(Registered));
+        assert_eq!(Dispatched.after_ledger_event(&linked), Some(Registered));
         assert_eq!(
-            Dispatched.after_ledger_event("item_registered", None),
-            Some(Registered)
-        );
-        assert_eq!(
-            Dispatched.after_ledger_event("complaint_linked", None),
-            Some(Registered)
-        );
-        assert_eq!(
-            Registered.after_ledger_event("item_written_off", Some("rectified")),
+            Registered.after_ledger_event(&written_off(WriteOffKind::Rectified)),
             Some(WrittenOff)
         );
         assert_eq!(
-            Registered.after_ledger_event("item_written_off", Some("returned")),
-            None
+            Dispatched.after_ledger_event(&written_off(WriteOffKind::Unfounded)),
+            Some(WrittenOff)
         );
         assert_eq!(
-            Registered.after_ledger_event("item_acknowledged", None),
+            Registered.after_ledger_event(&written_off(WriteOffKind::Returned)),
             None
         );
-        assert_eq!(WrittenOff.after_ledger_event("item_registered", None), None);
+        assert_eq!(Registered.after_ledger_event(&acknowledged), None);
+        assert_eq!(WrittenOff.after_ledger_event(&registered), None);
     }
 
     #[test]

@@ -1,49 +1,25 @@
 //! intake's HTTP routes (CONTRACT §4).
 
-use std::sync::Arc;
-
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use chrono::{SubsecRound, Utc};
-use qingling_shared::config::Limits;
 use qingling_shared::http::{JsonBody, PathId, QueryParams};
 use qingling_shared::openapi::HistoryEntry;
-use qingling_shared::{
-    store as events, ApiError, Caller, Catalog, EventMeta, JwtKeys, NewEvent, Orgs, Role,
-};
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use sqlx::PgPool;
-use tokio::sync::Notify;
+use qingling_shared::{store as events, ApiError, Caller, EventMeta, NewEvent, Role};
+use serde_json::Value;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::domain::{self, ComplaintInput, Satisfaction, Status};
-use crate::registrar::{Registrar, Registration, Written};
-use crate::{open311, projector, store};
+pub use crate::app::AppState;
+use crate::domain::{
+    self, ComplaintEvent, ComplaintInput, Dispatched, Satisfaction, Status, Urgency,
+};
+use crate::register::{self, ComplaintCreated};
+use crate::{projector, store};
+use qingling_events::Event;
 use serde::Deserialize;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub keys: JwtKeys,
-    pub orgs: Orgs,
-    pub catalog: Catalog,
-    pub limits: Limits,
-    pub relay_wake: Arc<Notify>,
-    /// Writes registrations in groups (see [`crate::registrar`]).
-    pub registrar: Registrar,
-    /// Open311 api keys (`QINGLING_OPEN311_KEYS`).
-    pub open311_keys: open311::ApiKeys,
-}
-
-impl FromRef<AppState> for JwtKeys {
-    fn from_ref(s: &AppState) -> Self {
-        s.keys.clone()
-    }
-}
 
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     OpenApiRouter::new()
@@ -55,16 +31,6 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(street_metrics))
         .routes(routes!(orgs))
         .routes(routes!(catalog))
-        // Open311 GeoReport v2 (CONTRACT §8). Segments are `<name>.<json|xml>`: the handlers split
-        // off the format, as axum cannot route on a suffix.
-        .routes(routes!(open311::services_json, open311::post_services_json))
-        .routes(routes!(open311::services_xml, open311::post_services_xml))
-        .routes(routes!(open311::requests_json, open311::post_requests_json))
-        .routes(routes!(open311::requests_xml, open311::post_requests_xml))
-        .routes(routes!(open311::collection, open311::create_request))
-        .routes(routes!(open311::service_definition))
-        .routes(routes!(open311::request))
-        .routes(routes!(open311::request_alias))
         .with_state(state)
         .split_for_parts()
 }
@@ -106,90 +72,12 @@ async fn create_complaint(
             Some(k)
         }
     };
-    let (status, body) = register_complaint(&s, &caller, input, key).await?;
-    Ok((status, Json(body)).into_response())
-}
-
-/// The core of 接诉, shared by `POST /v1/complaints` and Open311's `POST requests`: checks the
-/// caller and the input, appends `complaint_received` and `complaint_dispatched`, and answers
-/// 201 with the new complaint, or 200 with the first answer when `key` was used before.
-pub async fn register_complaint(
-    s: &AppState,
-    caller: &Caller,
-    input: ComplaintInput,
-    key: Option<String>,
-) -> Result<(StatusCode, Value), ApiError> {
-    caller.require(&[Role::Operator])?;
-    let request_hash = hex::encode(Sha256::digest(
-        serde_json::to_vec(&input).unwrap_or_default(),
-    ));
-    // Microseconds, as PostgreSQL keeps them: the answer matches later reads.
-    let now = Utc::now().trunc_subsecs(6);
-    let complaint = input
-        .parse(&s.orgs, &s.catalog, now)
-        .map_err(ApiError::invalid)?;
-    caller.ensure_covers(&complaint.district, &complaint.street)?;
-
-    if let Some(key) = &key {
-        if let Some(saved) =
-            store::saved_response(&mut *s.pool.acquire().await?, &caller.sub, key).await?
-        {
-            return replay(saved, &request_hash);
-        }
-    }
-
-    let id = Uuid::now_v7();
-    let (new_events, dispatch) = domain::register(id, &complaint, &s.limits, now);
-    let body = serde_json::to_value(ComplaintCreated {
-        complaint_id: id,
-        status: "dispatched",
-        district: complaint.district.clone(),
-        street: complaint.street.clone(),
-        point_id: complaint.point_id,
-        respond_by: dispatch.respond_by,
-        resolve_by: dispatch.resolve_by,
-    })
-    .unwrap_or_default();
-    let registration = Registration {
-        complaint_id: id,
-        actor: caller.sub.clone(),
-        key: key.clone().map(|k| (k, request_hash.clone())),
-        response: body.clone(),
-        caller: complaint.caller.clone(),
-        events: events::prepare(
-            &format!("complaint-{id}"),
-            0,
-            &new_events,
-            &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
-        ),
+    let done = register::register_complaint(&s, &caller, input, key).await?;
+    let status = match done.replayed {
+        false => StatusCode::CREATED,
+        true => StatusCode::OK,
     };
-    match s.registrar.register(registration).await? {
-        Written::Created => Ok((StatusCode::CREATED, body)),
-        Written::KeyTaken => {
-            let key = key.unwrap_or_default();
-            let saved =
-                store::saved_response(&mut *s.pool.acquire().await?, &caller.sub, &key).await?;
-            replay(
-                saved.ok_or_else(|| anyhow::anyhow!("idempotency record vanished"))?,
-                &request_hash,
-            )
-        }
-    }
-}
-
-fn replay(
-    saved: store::SavedResponse,
-    request_hash: &str,
-) -> Result<(StatusCode, Value), ApiError> {
-    if saved.request_hash != request_hash {
-        return Err(ApiError::invalid_field(
-            "Idempotency-Key",
-            "was already used with a different request body",
-        ));
-    }
-    // A replay answers 200: the complaint exists already.
-    let _ = saved.status;
-    Ok((StatusCode::OK, saved.response))
+    Ok((status, Json(done.created)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/complaints/{id}", tag = "complaints", security(("bearer" = [])),
@@ -260,19 +148,6 @@ async fn complaint_json(s: &AppState, id: Uuid) -> Result<Json<Value>, ApiError>
     ))
 }
 
-/// A complaint just registered (or, replayed for a repeated Idempotency-Key, the first answer).
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ComplaintCreated {
-    complaint_id: Uuid,
-    /// dispatched
-    status: &'static str,
-    district: String,
-    street: String,
-    point_id: Uuid,
-    respond_by: chrono::DateTime<Utc>,
-    resolve_by: chrono::DateTime<Utc>,
-}
-
 /// A complaint (诉求), its status and history. The caller's phone is masked.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ComplaintView {
@@ -331,15 +206,15 @@ async fn complaint_command(
     s: &AppState,
     caller: &Caller,
     id: Uuid,
-    check: impl FnOnce(&store::ComplaintRow) -> Result<Vec<NewEvent>, ApiError>,
+    check: impl FnOnce(&store::ComplaintRow) -> Result<Vec<ComplaintEvent>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let mut tx = s.pool.begin().await?;
     let row = store::lock_complaint(&mut tx, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no complaint {id}")))?;
     caller.ensure_covers(&row.district, &row.street)?;
-    let new = check(&row)?;
-    let stream = format!("complaint-{id}");
+    let new: Vec<NewEvent> = check(&row)?.iter().map(Event::to_new_event).collect();
+    let stream = qingling_events::intake::stream(id);
     let version = events::stream_version(&mut tx, &stream).await?;
     let mut prepared = events::prepare(
         &stream,
@@ -398,10 +273,11 @@ async fn return_complaint(
     complaint_command(&s, &caller, id, |row| {
         domain::can_return(status_of(row), row.acknowledged_at.is_some())
             .map_err(ApiError::conflict)?;
-        Ok(vec![NewEvent::new(
-            "complaint_returned",
-            json!({"complaint_id": id, "street": row.street, "reason": reason}),
-        )])
+        Ok(vec![ComplaintEvent::ComplaintReturned {
+            complaint_id: id,
+            street: row.street.clone(),
+            reason,
+        }])
     })
     .await
 }
@@ -437,33 +313,40 @@ async fn redispatch(
     let now = Utc::now().trunc_subsecs(6);
     let orgs = s.orgs.clone();
     let limits = s.limits;
-    complaint_command(
-        &s,
-        &caller,
-        id,
-        |row| {
-            if street.is_empty() {
-                return Err(ApiError::invalid_field("street", "is required"));
-            }
-            if orgs.street(&row.district, &street).is_none() {
-                return Err(ApiError::invalid_field("street", format!("{street:?} is not a street or township of {}", row.district)));
-            }
-            if status_of(row) != Status::Returned {
-                return Err(ApiError::conflict(format!("the complaint is {}; only a returned complaint can be re-dispatched", row.status)));
-            }
-            let urgency = if row.urgency == "urgent" { domain::Urgency::Urgent } else { domain::Urgency::Normal };
-            let (respond_by, resolve_by) = domain::deadlines(&limits, urgency, now);
-            Ok(vec![NewEvent::new(
-                "complaint_dispatched",
-                json!({
-                    "complaint_id": id, "district": row.district, "street": street, "category": row.category,
-                    "urgency": row.urgency, "point_id": row.point_id, "point": row.point, "description": row.description,
-                    "received_at": row.received_at, "dispatched_at": now, "respond_by": respond_by, "resolve_by": resolve_by,
-                    "redispatch": true,
-                }),
-            )])
-        },
-    )
+    complaint_command(&s, &caller, id, |row| {
+        if street.is_empty() {
+            return Err(ApiError::invalid_field("street", "is required"));
+        }
+        if orgs.street(&row.district, &street).is_none() {
+            return Err(ApiError::invalid_field(
+                "street",
+                format!("{street:?} is not a street or township of {}", row.district),
+            ));
+        }
+        if status_of(row) != Status::Returned {
+            return Err(ApiError::conflict(format!(
+                "the complaint is {}; only a returned complaint can be re-dispatched",
+                row.status
+            )));
+        }
+        let urgency = Urgency::parse(&row.urgency).unwrap_or_default();
+        let (respond_by, resolve_by) = domain::deadlines(&limits, urgency, now);
+        Ok(vec![ComplaintEvent::ComplaintDispatched(Dispatched {
+            complaint_id: id,
+            district: row.district.clone(),
+            street,
+            category: row.category.clone(),
+            urgency,
+            point_id: row.point_id,
+            point: row.point.clone(),
+            description: row.description.clone(),
+            received_at: row.received_at,
+            dispatched_at: now,
+            respond_by,
+            resolve_by,
+            redispatch: true,
+        })])
+    })
     .await
 }
 
@@ -508,10 +391,11 @@ async fn follow_up(
         .unwrap_or_default();
     complaint_command(&s, &caller, id, |row| {
         domain::can_follow_up(status_of(row)).map_err(ApiError::conflict)?;
-        Ok(vec![NewEvent::new(
-            "follow_up_recorded",
-            json!({"complaint_id": id, "satisfaction": answer, "note": note}),
-        )])
+        Ok(vec![ComplaintEvent::FollowUpRecorded {
+            complaint_id: id,
+            satisfaction: answer,
+            note,
+        }])
     })
     .await
 }

@@ -1,11 +1,13 @@
 //! qingling-intake: complaints (接诉), dispatch (派单), follow-up (回访).
 
+pub mod app;
 pub mod consumer;
 pub mod domain;
 pub mod http;
 pub mod open311;
-mod open311_doc;
+
 pub mod projector;
+pub mod register;
 pub mod registrar;
 pub mod store;
 
@@ -26,7 +28,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 
 pub async fn run() -> anyhow::Result<()> {
     let rt = Runtime::start(&SPEC).await?;
-    let state = http::AppState {
+    let state = app::AppState {
         pool: rt.pool.clone(),
         keys: JwtKeys::new(&rt.config.jwt_secret),
         orgs: Orgs::load()?,
@@ -34,9 +36,12 @@ pub async fn run() -> anyhow::Result<()> {
         limits: rt.config.limits,
         relay_wake: rt.relay_wake.clone(),
         registrar: registrar::Registrar::start(rt.pool.clone(), rt.relay_wake.clone()),
-        open311_keys: open311::ApiKeys::from_env()?,
     };
-    rt.serve(&SPEC, http::router(state), consumer::LedgerEvents)
+    let open311 = open311::Open311State {
+        app: state.clone(),
+        keys: open311::ApiKeys::from_env()?,
+    };
+    rt.serve(&SPEC, router(state, open311), consumer::LedgerEvents)
         .await
 }
 
@@ -49,4 +54,15 @@ pub async fn rebuild() -> anyhow::Result<()> {
         Some(consumer::LedgerEvents),
     )
     .await
+}
+
+/// intake's routes: the JSON API (CONTRACT §4) and Open311 (§8).
+pub fn router(
+    state: app::AppState,
+    open311: open311::Open311State,
+) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (api, mut doc) = http::router(state);
+    let (open311, open311_doc) = open311::router(open311);
+    doc.merge(open311_doc);
+    (api.merge(open311), doc)
 }

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use qingling_events::intake::types::{COMPLAINT_DISPATCHED, COMPLAINT_RECEIVED};
+use qingling_events::Event;
 use qingling_shared::Envelope;
 use sqlx::PgConnection;
 
-use crate::domain::{month_of, Dispatch, Dispatched, FollowUp, Received, Status};
+use crate::domain::{month_of, ComplaintEvent, Dispatch, Status};
 use crate::store;
 
 pub struct Projector;
@@ -32,9 +34,9 @@ impl qingling_shared::rebuild::Projector for Projector {
         let mut rest = events;
         while !rest.is_empty() {
             if let [received, dispatched, ..] = rest {
-                if received.event_type == "complaint_received"
+                if received.event_type == COMPLAINT_RECEIVED
                     && received.version == 1
-                    && dispatched.event_type == "complaint_dispatched"
+                    && dispatched.event_type == COMPLAINT_DISPATCHED
                     && dispatched.stream == received.stream
                 {
                     pending.push(&rest[..2]);
@@ -66,16 +68,13 @@ pub async fn project_registrations(
         let [received, dispatched] = events else {
             anyhow::bail!("a registration is two events, not {}", events.len());
         };
-        anyhow::ensure!(
-            received.event_type == "complaint_received"
-                && dispatched.event_type == "complaint_dispatched",
-            "a registration is received then dispatched"
-        );
-        parsed.push((
-            received.data_as::<Received>()?,
-            dispatched.data_as::<Dispatched>()?,
-            received.actor.as_str(),
-        ));
+        let (ComplaintEvent::ComplaintReceived(r), ComplaintEvent::ComplaintDispatched(d)) = (
+            ComplaintEvent::from_own(received)?,
+            ComplaintEvent::from_own(dispatched)?,
+        ) else {
+            anyhow::bail!("a registration is received then dispatched");
+        };
+        parsed.push((r, d, received.actor.as_str()));
     }
     let rows: Vec<_> = parsed.iter().map(|(r, d, a)| (r, d, *a)).collect();
     store::insert_dispatched(c, &rows).await?;
@@ -105,13 +104,12 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
         .stream_id()
         .ok_or_else(|| anyhow::anyhow!("{} is not a complaint stream", ev.stream))?;
     let at = ev.occurred_at;
-    match ev.event_type.as_str() {
-        "complaint_received" => {
-            store::insert_received(c, &ev.data_as::<Received>()?, &ev.actor, at).await?
+    match ComplaintEvent::from_own(ev)? {
+        ComplaintEvent::ComplaintReceived(r) => {
+            store::insert_received(c, &r, &ev.actor, at).await?
         }
         // The first dispatch and every re-dispatch: the complaint counts for this street afresh.
-        "complaint_dispatched" => {
-            let d: Dispatched = ev.data_as()?;
+        ComplaintEvent::ComplaintDispatched(d) => {
             let dispatch = Dispatch {
                 dispatched_at: d.dispatched_at,
                 respond_by: d.respond_by,
@@ -119,16 +117,14 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
             };
             store::redispatch(c, id, &d.street, &dispatch).await?;
         }
-        "complaint_returned" => {
+        ComplaintEvent::ComplaintReturned { .. } => {
             store::set_status(c, id, Status::Returned, None, at).await?;
             store::update_metrics(c, id, None, |f| f.counted = false).await?;
         }
-        "follow_up_recorded" => {
-            let f: FollowUp = ev.data_as()?;
+        ComplaintEvent::FollowUpRecorded { satisfaction, .. } => {
             store::set_status(c, id, Status::FollowedUp, None, at).await?;
-            store::update_metrics(c, id, None, |m| m.satisfaction = Some(f.satisfaction)).await?;
+            store::update_metrics(c, id, None, |m| m.satisfaction = Some(satisfaction)).await?;
         }
-        _ => {}
     }
     store::insert_history(c, id, ev).await?;
     Ok(())

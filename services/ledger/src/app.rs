@@ -1,6 +1,7 @@
 //! The ledger's command path: load an item's events, decide with the domain, append, project —
 //! all in the caller's transaction.
 
+use qingling_events::Event;
 use qingling_shared::store::{self as events, StoreError};
 use qingling_shared::{Envelope, EventMeta};
 use sqlx::PgConnection;
@@ -27,15 +28,13 @@ impl From<sqlx::Error> for CommandError {
     }
 }
 
-pub fn stream_of(item_id: Uuid) -> String {
-    format!("item-{item_id}")
-}
+pub use qingling_events::ledger::stream as stream_of;
 
 pub async fn load(c: &mut PgConnection, item_id: Uuid) -> Result<Item, CommandError> {
     let history = events::read_stream(c, &stream_of(item_id)).await?;
     let typed = history
         .iter()
-        .map(ItemEvent::from_envelope)
+        .map(ItemEvent::from_own)
         .collect::<anyhow::Result<Vec<_>>>()?;
     Item::from_events(&typed).ok_or(CommandError::NotFound(item_id))
 }

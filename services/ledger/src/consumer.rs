@@ -3,104 +3,86 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
+use qingling_events::closure::ClosureEvent;
+use qingling_events::intake::{types, ComplaintEvent, Dispatched};
+use qingling_events::Event;
 use qingling_shared::consumer::{applied, apply_logged, apply_span, runs, Apply, Run};
 use qingling_shared::{Envelope, EventMeta};
-use serde::Deserialize;
-use serde_json::Value;
 use sqlx::PgConnection;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::app::{self, CommandError};
-use crate::domain::{ItemEvent, Registered};
+use crate::domain::{at_point, AtPoint, ItemEvent, Registered, Source};
 use crate::store;
-
-/// How long after a write-off a new problem at the point counts as a rebound (防止反弹).
-pub const REBOUND_WINDOW_DAYS: i64 = 90;
 
 pub struct Events {
     pub relay_wake: Arc<Notify>,
 }
 
-#[derive(Deserialize)]
-struct Dispatched {
-    complaint_id: Uuid,
-    district: String,
-    street: String,
-    category: String,
-    #[serde(default = "normal")]
-    urgency: String,
-    point_id: Uuid,
-    #[serde(default)]
-    point: Value,
-    #[serde(default)]
-    description: String,
-    respond_by: Option<DateTime<Utc>>,
-    resolve_by: Option<DateTime<Utc>>,
+/// What the ledger does with an event of another service.
+enum Foreign {
+    Complaint(ComplaintEvent),
+    Closure(ClosureEvent),
 }
 
-fn normal() -> String {
-    "normal".into()
-}
-
-#[derive(Deserialize)]
-struct Returned {
-    complaint_id: Uuid,
-    street: String,
-}
-
-#[derive(Deserialize)]
-struct ClosureData {
-    closure_id: Uuid,
-    item_id: Uuid,
-    #[serde(default)]
-    outcome: String,
-    #[serde(default)]
-    reason: String,
+fn foreign(ev: &Envelope) -> anyhow::Result<Option<Foreign>> {
+    if let Some(e) = ComplaintEvent::from_envelope(ev)? {
+        return Ok(Some(Foreign::Complaint(e)));
+    }
+    Ok(ClosureEvent::from_envelope(ev)?.map(Foreign::Closure))
 }
 
 impl Apply for Events {
     async fn apply(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
         let meta = EventMeta::caused_by(ev);
-        let result = match ev.event_type.as_str() {
-            "complaint_dispatched" => on_dispatched(c, ev, &meta).await,
-            "complaint_returned" => {
-                let d: Returned = ev.data_as()?;
-                match store::open_item_of_complaint(c, d.complaint_id).await? {
-                    Some(item_id) => {
-                        app::execute(c, item_id, &meta, |i| i.returned(d.complaint_id, &d.street))
-                            .await
-                            .map(drop)
-                    }
-                    None => Ok(()),
+        let result = match foreign(ev)? {
+            Some(Foreign::Complaint(ComplaintEvent::ComplaintDispatched(d))) => {
+                on_dispatched(c, ev, d, &meta).await
+            }
+            Some(Foreign::Complaint(ComplaintEvent::ComplaintReturned {
+                complaint_id,
+                street,
+                ..
+            })) => match store::open_item_of_complaint(c, complaint_id).await? {
+                Some(item_id) => {
+                    app::execute(c, item_id, &meta, |i| i.returned(complaint_id, &street))
+                        .await
+                        .map(drop)
                 }
-            }
-            "closure_requested" => {
-                let d: ClosureData = ev.data_as()?;
-                app::execute(c, d.item_id, &meta, |i| {
-                    i.closure_requested(d.closure_id, &d.outcome)
+                None => Ok(()),
+            },
+            Some(Foreign::Closure(ClosureEvent::ClosureRequested(r))) => {
+                app::execute(c, r.item_id, &meta, |i| {
+                    i.closure_requested(r.closure_id, r.outcome)
                 })
                 .await
                 .map(drop)
             }
-            "closure_approved" => {
-                let d: ClosureData = ev.data_as()?;
-                app::execute(c, d.item_id, &meta, |i| {
-                    i.closure_approved(d.closure_id, Utc::now())
-                })
-                .await
-                .map(drop)
-            }
-            "closure_rejected" => {
-                let d: ClosureData = ev.data_as()?;
-                app::execute(c, d.item_id, &meta, |i| {
-                    i.closure_rejected(d.closure_id, &d.reason)
-                })
-                .await
-                .map(drop)
-            }
-            _ => Ok(()),
+            Some(Foreign::Closure(ClosureEvent::ClosureApproved {
+                closure_id,
+                item_id,
+                ..
+            })) => app::execute(c, item_id, &meta, |i| {
+                i.closure_approved(closure_id, Utc::now())
+            })
+            .await
+            .map(drop),
+            Some(Foreign::Closure(ClosureEvent::ClosureRejected {
+                closure_id,
+                item_id,
+                reason,
+                ..
+            })) => app::execute(c, item_id, &meta, |i| {
+                i.closure_rejected(closure_id, &reason)
+            })
+            .await
+            .map(drop),
+            Some(Foreign::Complaint(
+                ComplaintEvent::ComplaintReceived(_) | ComplaintEvent::FollowUpRecorded { .. },
+            ))
+            | None => Ok(()),
         };
         settle(ev, result)
     }
@@ -110,10 +92,8 @@ impl Apply for Events {
     /// already has an open item, perhaps one registered earlier in the run) is linked as alone.
     async fn apply_all(&self, c: &mut PgConnection, events: &[&Envelope]) -> anyhow::Result<()> {
         let registration = |e: &Envelope| {
-            matches!(
-                e.event_type.as_str(),
-                "complaint_dispatched" | "complaint_received"
-            )
+            [types::COMPLAINT_DISPATCHED, types::COMPLAINT_RECEIVED]
+                .contains(&e.event_type.as_str())
         };
         for run in runs(events, registration) {
             match run {
@@ -153,8 +133,8 @@ fn settle(ev: &Envelope, result: Result<(), CommandError>) -> anyhow::Result<()>
 async fn register_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Result<()> {
     let mut dispatched = Vec::with_capacity(run.len());
     for ev in run {
-        let d: Option<Dispatched> = match ev.event_type.as_str() {
-            "complaint_dispatched" => Some(ev.data_as()?),
+        let d = match ComplaintEvent::from_envelope(ev)? {
+            Some(ComplaintEvent::ComplaintDispatched(d)) => Some(d),
             _ => None,
         };
         dispatched.push((*ev, d));
@@ -176,20 +156,18 @@ async fn register_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Result
         if let Some(d) = d {
             let state = states.entry((d.point_id, d.category.clone())).or_default();
             let meta = EventMeta::caused_by(ev);
-            if let Some(item_id) = state.open {
-                // The open item may be in `new`: write those first.
-                app::record_new(c, &std::mem::take(&mut new)).await?;
-                let linked = app::execute(c, item_id, &meta, |i| i.link(d.complaint_id)).await;
-                span.in_scope(|| settle(ev, linked.map(drop)))?;
-            } else {
-                let since = ev.occurred_at - chrono::Duration::days(REBOUND_WINDOW_DAYS);
-                let item_id = Uuid::now_v7();
-                state.open = Some(item_id);
-                let rebound_of = state
-                    .last_write_off
-                    .filter(|(_, at)| *at >= since)
-                    .map(|(id, _)| id);
-                new.push((registration(item_id, d, rebound_of), meta));
+            match at_point(state, Source::Complaint, ev.occurred_at) {
+                AtPoint::Open(item_id) => {
+                    // The open item may be in `new`: write those first.
+                    app::record_new(c, &std::mem::take(&mut new)).await?;
+                    let linked = app::execute(c, item_id, &meta, |i| i.link(d.complaint_id)).await;
+                    span.in_scope(|| settle(ev, linked.map(drop)))?;
+                }
+                AtPoint::Register { rebound_of } => {
+                    let item_id = Uuid::now_v7();
+                    state.registered(item_id);
+                    new.push((registration(item_id, d, rebound_of), meta));
+                }
             }
         }
         applied(&span);
@@ -206,12 +184,12 @@ fn registration(item_id: Uuid, d: Dispatched, rebound_of: Option<Uuid>) -> Regis
         category: d.category,
         point_id: d.point_id,
         point: d.point,
-        source: "complaint".into(),
+        source: Source::Complaint,
         complaint_id: Some(d.complaint_id),
         urgency: d.urgency,
         description: d.description,
-        respond_by: d.respond_by,
-        resolve_by: d.resolve_by,
+        respond_by: Some(d.respond_by),
+        resolve_by: Some(d.resolve_by),
         rebound_of,
     }
 }
@@ -220,26 +198,25 @@ fn registration(item_id: Uuid, d: Dispatched, rebound_of: Option<Uuid>) -> Regis
 async fn on_dispatched(
     c: &mut PgConnection,
     ev: &Envelope,
+    d: Dispatched,
     meta: &EventMeta,
 ) -> Result<(), CommandError> {
-    let d: Dispatched = ev.data_as()?;
-    if let Some(item_id) = store::open_item_at(c, d.point_id, &d.category).await? {
-        app::execute(c, item_id, meta, |i| i.link(d.complaint_id)).await?;
-        return Ok(());
+    let state = store::point_state(c, d.point_id, &d.category).await?;
+    match at_point(&state, Source::Complaint, ev.occurred_at) {
+        AtPoint::Open(item_id) => {
+            app::execute(c, item_id, meta, |i| i.link(d.complaint_id)).await?;
+        }
+        AtPoint::Register { rebound_of } => {
+            let item_id = Uuid::now_v7();
+            let registered = ItemEvent::ItemRegistered(registration(item_id, d, rebound_of));
+            app::record(c, item_id, 0, &[registered], meta).await?;
+        }
     }
-    let since = ev.occurred_at - chrono::Duration::days(REBOUND_WINDOW_DAYS);
-    let rebound_of = store::recent_write_off_at(c, d.point_id, &d.category, since).await?;
-    let item_id = Uuid::now_v7();
-    let registered = ItemEvent::ItemRegistered(registration(item_id, d, rebound_of));
-    app::record(c, item_id, 0, &[registered], meta).await?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use qingling_shared::NewEvent;
-    use serde_json::json;
-
     use super::*;
 
     async fn fresh_pool() -> sqlx::PgPool {
@@ -250,34 +227,53 @@ mod tests {
 
     fn dispatched(point_id: Uuid) -> Envelope {
         let complaint_id = Uuid::now_v7();
-        let data = json!({
-            "complaint_id": complaint_id, "district": "tongzhou", "street": "songzhuang",
-            "category": "basement_illegal_residence", "urgency": "normal", "point_id": point_id,
-            "point": {"community": "小堡村"}, "description": "",
-        });
+        let event = ComplaintEvent::ComplaintDispatched(qingling_events::testing::dispatched(
+            complaint_id,
+            "songzhuang",
+            point_id,
+            Utc::now(),
+        ));
         let meta = EventMeta::from_request("operator-tongzhou", complaint_id);
-        let stream = format!("complaint-{complaint_id}");
         qingling_shared::store::prepare(
-            &stream,
+            &qingling_events::intake::stream(complaint_id),
             1,
-            &[NewEvent::new("complaint_dispatched", data)],
+            &[event.to_new_event()],
             &meta,
         )
         .remove(0)
     }
 
-    /// One run holding a rebound, a new point with two repeat calls right behind it, and another
-    /// new point: decided together, with the outcome of one by one.
-    #[tokio::test]
-    async fn a_run_of_dispatches_links_repeat_calls_within_it_and_finds_rebounds() {
-        let pool = fresh_pool().await;
+    /// How the events are handed over: a run (the batch path) or one by one (the single path).
+    #[derive(Clone, Copy)]
+    enum Path {
+        Run,
+        OneByOne,
+    }
+
+    async fn deliver(c: &mut PgConnection, path: Path, events: &[Envelope]) {
         let handler = Events {
             relay_wake: Arc::new(Notify::new()),
         };
+        match path {
+            Path::Run => handler
+                .apply_all(c, &events.iter().collect::<Vec<_>>())
+                .await
+                .unwrap(),
+            Path::OneByOne => {
+                for ev in events {
+                    handler.apply(c, ev).await.unwrap();
+                }
+            }
+        }
+    }
+
+    /// A rebound, a new point with two repeat calls right behind it, and another new point: the
+    /// same items and events whichever path they take.
+    async fn repeat_calls_link_and_rebounds_are_found(path: Path) {
+        let pool = fresh_pool().await;
         let (p1, p2, p3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let old = dispatched(p1);
         let mut tx = pool.begin().await.unwrap();
-        handler.apply_all(&mut tx, &[&old]).await.unwrap();
+        deliver(&mut tx, path, &[dispatched(p1)]).await;
         let old_item: Uuid = sqlx::query_scalar("select item_id from items")
             .fetch_one(&mut *tx)
             .await
@@ -296,16 +292,10 @@ mod tests {
             dispatched(p2),
             dispatched(p3),
         ];
-        handler
-            .apply_all(&mut tx, &run.iter().collect::<Vec<_>>())
-            .await
-            .unwrap();
-        let complaint = |e: &Envelope| {
-            e.data["complaint_id"]
-                .as_str()
-                .unwrap()
-                .parse::<Uuid>()
-                .unwrap()
+        deliver(&mut tx, path, &run).await;
+        let complaint = |e: &Envelope| match ComplaintEvent::from_envelope(e) {
+            Ok(Some(c)) => c.complaint_id(),
+            other => panic!("{other:?}"),
         };
         let items: Vec<(Uuid, Vec<Uuid>, Option<Uuid>)> = sqlx::query_as(
             "select point_id, complaint_ids, rebound_of from items where status <> 'written_off' order by item_id",
@@ -326,15 +316,16 @@ mod tests {
                 .fetch_all(&mut *tx)
                 .await
                 .unwrap();
+        use qingling_events::ledger::types::{COMPLAINT_LINKED, ITEM_REGISTERED};
         assert_eq!(
             events,
             [
-                "item_registered",
-                "item_registered",
-                "item_registered",
-                "complaint_linked",
-                "complaint_linked",
-                "item_registered"
+                ITEM_REGISTERED,
+                ITEM_REGISTERED,
+                ITEM_REGISTERED,
+                COMPLAINT_LINKED,
+                COMPLAINT_LINKED,
+                ITEM_REGISTERED
             ]
         );
         let open: i64 =
@@ -344,5 +335,15 @@ mod tests {
                 .unwrap();
         // The old item was written off behind the marks' back: 1 + 3.
         assert_eq!(open, 4);
+    }
+
+    #[tokio::test]
+    async fn a_run_of_dispatches_links_repeat_calls_within_it_and_finds_rebounds() {
+        repeat_calls_link_and_rebounds_are_found(Path::Run).await;
+    }
+
+    #[tokio::test]
+    async fn dispatches_one_by_one_link_repeat_calls_and_find_rebounds() {
+        repeat_calls_link_and_rebounds_are_found(Path::OneByOne).await;
     }
 }

@@ -63,3 +63,71 @@ pub async fn sweep(pool: &PgPool, relay_wake: &Notify) -> anyhow::Result<usize> 
     }
     Ok(flagged)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use chrono::{DateTime, Duration, SubsecRound};
+    use qingling_events::testing::item_registered;
+
+    use super::*;
+    use crate::domain::{due_overdue, ItemEvent, ItemStatus, OverdueKind};
+
+    /// The watcher's query picks exactly the items the domain's rule calls due, at the boundary
+    /// (a limit equal to now is in time) and for every status and flag.
+    #[tokio::test]
+    async fn the_watchers_query_follows_the_deadline_rule() {
+        let pool = qingling_shared::db::test_pool("ledger", crate::SPEC.migrations)
+            .await
+            .unwrap();
+        let now: DateTime<Utc> = Utc::now().trunc_subsecs(6);
+        let offsets = [-1, 0, 1].map(Duration::microseconds);
+        let statuses = [
+            ItemStatus::Registered,
+            ItemStatus::Acknowledged,
+            ItemStatus::ClosurePending,
+            ItemStatus::WrittenOff,
+        ];
+        let flags: [&[OverdueKind]; 3] = [&[], &[OverdueKind::Respond], &[OverdueKind::Resolve]];
+        let mut want = BTreeSet::new();
+        let mut c = pool.acquire().await.unwrap();
+        for status in statuses {
+            for respond in offsets {
+                for resolve in offsets {
+                    for flagged in flags {
+                        let item_id = Uuid::now_v7();
+                        let (respond_by, resolve_by) = (Some(now + respond), Some(now + resolve));
+                        let mut registered = item_registered(item_id, "jiukeshu", None);
+                        if let ItemEvent::ItemRegistered(r) = &mut registered {
+                            (r.respond_by, r.resolve_by) = (respond_by, resolve_by);
+                        }
+                        let meta = EventMeta::from_request("t", Uuid::now_v7());
+                        app::record(&mut c, item_id, 0, &[registered], &meta)
+                            .await
+                            .unwrap();
+                        sqlx::query(
+                            "update items set status = $2, overdue = $3 where item_id = $1",
+                        )
+                        .bind(item_id)
+                        .bind(status.as_str())
+                        .bind(flagged.iter().map(|k| k.as_str()).collect::<Vec<_>>())
+                        .execute(&mut *c)
+                        .await
+                        .unwrap();
+                        if !due_overdue(status, respond_by, resolve_by, flagged, now).is_empty() {
+                            want.insert(item_id);
+                        }
+                    }
+                }
+            }
+        }
+        let got: BTreeSet<Uuid> = store::items_past_deadline(&mut c, now, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert!(!want.is_empty() && want.len() < 108, "the cases are mixed");
+        assert_eq!(got, want);
+    }
+}

@@ -68,3 +68,65 @@ pub fn journal_xlsx(
     }
     book.save_to_buffer()
 }
+
+pub const CSV_HEADER: [&str; 12] = [
+    "position",
+    "kind",
+    "item_id",
+    "district",
+    "street",
+    "category",
+    "point_id",
+    "at",
+    "actor",
+    "complaint_id",
+    "closure_id",
+    "write_off_kind",
+];
+
+/// The journal as CSV for Excel: UTF-8 with a byte-order mark, CRLF lines.
+pub fn journal_csv(rows: &[JournalRow]) -> String {
+    let mut out = String::from("\u{feff}");
+    out.push_str(&CSV_HEADER.join(","));
+    out.push_str("\r\n");
+    let opt = |u: Option<Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
+    for r in rows {
+        let cells = [
+            r.position.to_string(),
+            r.kind.clone(),
+            r.item_id.to_string(),
+            r.district.clone(),
+            r.street.clone(),
+            r.category.clone(),
+            r.point_id.to_string(),
+            r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            r.actor.clone(),
+            opt(r.complaint_id),
+            opt(r.closure_id),
+            r.write_off_kind.clone().unwrap_or_default(),
+        ];
+        out.push_str(
+            &cells
+                .iter()
+                .map(|c| csv_cell(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// RFC 4180 quoting; a leading formula character is neutralised so a spreadsheet shows text.
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}

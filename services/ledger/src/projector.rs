@@ -1,6 +1,7 @@
 //! The ledger's projections come from its own log alone (what it learned from intake and closure
 //! became item events). The journal is a view of the log and needs no rebuilding.
 
+use qingling_events::Event;
 use qingling_shared::Envelope;
 use sqlx::PgConnection;
 
@@ -15,7 +16,7 @@ impl qingling_shared::rebuild::Projector for Projector {
     }
 
     async fn project_own(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
-        store::project(c, ev, &ItemEvent::from_envelope(ev)?).await?;
+        store::project(c, ev, &ItemEvent::from_own(ev)?).await?;
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::domain::ItemEvent;
+use qingling_events::Event;
 
 /// An item as its row in `items` will be. Compact, since a city's log holds millions: the names
 /// (district, street, …) are shared, the point is kept as its JSON text.
@@ -103,8 +104,8 @@ impl Fold {
                     district: self.name(&r.district),
                     street: self.name(&r.street),
                     category: self.name(&r.category),
-                    source: self.name(&r.source),
-                    urgency: self.name(&r.urgency),
+                    source: self.name(r.source.as_str()),
+                    urgency: self.name(r.urgency.as_str()),
                     point_id: r.point_id,
                     point: r.point.to_string().into(),
                     description: r.description.into(),
@@ -136,7 +137,7 @@ impl Fold {
                         m.open -= 1;
                     }
                 }
-                let kind = self.name(&w.kind);
+                let kind = self.name(w.kind.as_str());
                 if let Some(i) = self.items.get_mut(&w.item_id) {
                     i.status = "written_off";
                     i.written_off_at = Some(at);
@@ -434,7 +435,10 @@ async fn parse_pages(
                     r.try_get("event_id")?,
                     r.try_get("event_type")?,
                     r.try_get("data")?,
-                )?;
+                )?
+                .ok_or_else(|| {
+                    anyhow::anyhow!("the ledger's log holds an event of another service")
+                })?;
                 Ok((logged, ev))
             })
             .collect::<anyhow::Result<Page>>();
@@ -448,7 +452,8 @@ async fn parse_pages(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{OverdueKind, Registered, WrittenOff};
+    use crate::domain::{Outcome, OverdueKind, Registered, Source, WriteOffKind, WrittenOff};
+    use qingling_events::intake::Urgency;
     use serde_json::Value;
 
     fn at(h: i64) -> DateTime<Utc> {
@@ -473,9 +478,9 @@ mod tests {
             category: "basement_illegal_residence".into(),
             point_id: Uuid::nil(),
             point: serde_json::json!({"community": "园景阁\"西区\""}),
-            source: "complaint".into(),
+            source: Source::Complaint,
             complaint_id: Some(Uuid::from_u128(1)),
-            urgency: "normal".into(),
+            urgency: Urgency::Normal,
             description: String::new(),
             respond_by: Some(at(24)),
             resolve_by: Some(at(168)),
@@ -522,7 +527,7 @@ mod tests {
                 item_id: id,
                 street: "jiukeshu".into(),
                 closure_id: Uuid::from_u128(9),
-                outcome: "rectified".into(),
+                outcome: Outcome::Rectified,
             },
             ItemEvent::ItemClosureRejected {
                 item_id: id,
@@ -536,7 +541,7 @@ mod tests {
                 street: "jiukeshu".into(),
                 category: "basement_illegal_residence".into(),
                 point_id: Uuid::nil(),
-                kind: "rectified".into(),
+                kind: WriteOffKind::Rectified,
                 closure_id: Some(Uuid::from_u128(10)),
             }),
             // An event of an item the log never registered changes nothing.

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{ItemEvent, Registered};
+use crate::domain::{ItemEvent, PointState, Registered};
 
 /// An item on the ledger (台账条目), as the API shows it.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
@@ -65,8 +65,8 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
             .bind(r.point_id)
             .bind(&r.point)
             .bind(&r.description)
-            .bind(&r.source)
-            .bind(&r.urgency)
+            .bind(r.source.as_str())
+            .bind(r.urgency.as_str())
             .bind(r.complaint_id.into_iter().collect::<Vec<_>>())
             .bind(at)
             .bind(r.respond_by)
@@ -189,7 +189,7 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
             )
             .bind(w.item_id)
             .bind(at)
-            .bind(&w.kind)
+            .bind(w.kind.as_str())
             .bind(w.closure_id)
             .execute(&mut *c)
             .await?;
@@ -230,15 +230,18 @@ pub async fn open_item_at(
         .await
 }
 
-/// What a run of registrations needs to know of each (point, category): its open item, and the
-/// last item written off there as rectified or unfounded (with when), for rebounds.
-#[derive(Debug, Default, Clone)]
-pub struct PointState {
-    pub open: Option<Uuid>,
-    pub last_write_off: Option<(Uuid, DateTime<Utc>)>,
+/// What the ledger knows of one (point, category), for [`crate::domain::at_point`].
+pub async fn point_state(
+    c: &mut PgConnection,
+    point_id: Uuid,
+    category: &str,
+) -> sqlx::Result<PointState> {
+    let key = (point_id, category.to_string());
+    let mut states = point_states(c, std::slice::from_ref(&key)).await?;
+    Ok(states.remove(&key).unwrap_or_default())
 }
 
-/// [`open_item_at`] and [`recent_write_off_at`] for many points in one statement.
+/// [`point_state`] for many points in one statement.
 pub async fn point_states(
     c: &mut PgConnection,
     points: &[(Uuid, String)],
@@ -304,8 +307,8 @@ pub async fn project_registered(
     .bind(items.iter().map(|(_, r)| r.point_id).collect::<Vec<_>>())
     .bind(items.iter().map(|(_, r)| r.point.clone()).collect::<Vec<_>>())
     .bind(text(|r| &r.description))
-    .bind(text(|r| &r.source))
-    .bind(text(|r| &r.urgency))
+    .bind(items.iter().map(|(_, r)| r.source.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, r)| r.urgency.as_str()).collect::<Vec<_>>())
     .bind(items.iter().map(|(_, r)| r.complaint_id).collect::<Vec<_>>())
     .bind(items.iter().map(|(e, _)| e.occurred_at).collect::<Vec<_>>())
     .bind(items.iter().map(|(_, r)| r.respond_by).collect::<Vec<_>>())
@@ -338,26 +341,6 @@ pub async fn project_registered(
     .execute(&mut *c)
     .await?;
     Ok(())
-}
-
-/// The last item at a point written off (as rectified or unfounded) since `since`: a new item
-/// there is a rebound (反弹).
-pub async fn recent_write_off_at(
-    c: &mut PgConnection,
-    point_id: Uuid,
-    category: &str,
-    since: DateTime<Utc>,
-) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar(
-        "select item_id from items where point_id = $1 and category = $2 and status = 'written_off'
-           and write_off_kind in ('rectified', 'unfounded') and written_off_at >= $3
-         order by written_off_at desc limit 1",
-    )
-    .bind(point_id)
-    .bind(category)
-    .bind(since)
-    .fetch_optional(c)
-    .await
 }
 
 pub struct ItemFilter {
@@ -438,10 +421,12 @@ pub async fn zero_marks(
     .await
 }
 
+/// The `kind` of a journal line that registers an item; the other is `write_off`.
+pub const JOURNAL_REGISTRATION: &str = "registration";
+
 /// One line of the journal (台账流水): a registration (上账) or a write-off (销账). A registration
 /// has no `closure_id` or `write_off_kind`; a write-off has no `complaint_id`.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
-#[schema(as = JournalEntry)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JournalRow {
     pub position: i64,
     pub kind: String,

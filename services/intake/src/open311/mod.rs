@@ -1,0 +1,522 @@
+//! Open311 GeoReport v2 (CONTRACT §8): the public, token-free face of 接诉 for civic apps.
+//!
+//! A *service* is a category of the catalog, a *service request* is a complaint. Every document is
+//! served as JSON or XML by the path's suffix, and every error as the standard's list of
+//! `{code, description}`. Posting a request registers a complaint exactly like
+//! `POST /v1/complaints` ([`register_complaint`]); reading one never shows the caller.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use chrono::{DateTime, Duration, Utc};
+use qingling_shared::{ApiError, Caller, Role};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::domain::{CallerInput, ComplaintInput, PointInput, Status};
+use crate::register::register_complaint;
+use crate::store::{self, PublicFilter, PublicRow};
+use axum::extract::FromRef;
+use doc::*;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// The district a request without `jurisdiction_id` belongs to.
+/// Open311's routes: intake's state and the api keys that may post.
+#[derive(Clone)]
+pub struct Open311State {
+    pub app: AppState,
+    /// `QINGLING_OPEN311_KEYS`.
+    pub keys: ApiKeys,
+}
+
+impl FromRef<Open311State> for AppState {
+    fn from_ref(s: &Open311State) -> Self {
+        s.app.clone()
+    }
+}
+
+impl FromRef<Open311State> for ApiKeys {
+    fn from_ref(s: &Open311State) -> Self {
+        s.keys.clone()
+    }
+}
+
+/// Open311 GeoReport v2 (CONTRACT §8). Segments are `<name>.<json|xml>`: the handlers split off
+/// the format, as axum cannot route on a suffix.
+pub fn router(state: Open311State) -> (axum::Router, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .routes(routes!(services_json, post_services_json))
+        .routes(routes!(services_xml, post_services_xml))
+        .routes(routes!(requests_json, post_requests_json))
+        .routes(routes!(requests_xml, post_requests_xml))
+        .routes(routes!(collection, create_request))
+        .routes(routes!(service_definition))
+        .routes(routes!(request))
+        .routes(routes!(request_alias))
+        .with_state(state)
+        .split_for_parts()
+}
+
+const DEFAULT_JURISDICTION: &str = "tongzhou";
+/// The standard's default window and largest answer for `GET requests`.
+const WINDOW_DAYS: i64 = 90;
+const MAX_RESULTS: i64 = 1000;
+/// A complaint is `closed` for Open311 once its item was written off (销账).
+const CLOSED: [Status; 2] = [Status::WrittenOff, Status::FollowedUp];
+
+// ---------------------------------------------------------------------------------------------
+// Handlers: each parses its path segment's format and hands the rest to a function returning a
+// `Reply`, which the format then writes out.
+
+#[utoipa::path(get, path = "/open311/v2/{file}", tag = "open311",
+    params(("file" = String, Path, description = "any other NAME.json or NAME.xml")),
+    responses((status = 404, description = "no such Open311 resource", body = Vec<Open311Error>)))]
+/// `GET services.{json,xml}` and `GET requests.{json,xml}`.
+pub async fn collection(
+    State(s): State<AppState>,
+    doc: Doc,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let reply = async {
+        let p = Params::from_query(query)?;
+        match doc.name.as_str() {
+            "services" => services(&s, &p),
+            "requests" => requests(&s, &p).await,
+            other => Err(Failure::no_resource(other)),
+        }
+    };
+    doc.format.reply(reply.await)
+}
+
+#[utoipa::path(get, path = "/open311/v2/services/{file}", tag = "open311",
+    params(("file" = String, Path, description = "SERVICE_CODE.json or SERVICE_CODE.xml"),
+           ("jurisdiction_id" = Option<String>, Query, description = "the district (default tongzhou)")),
+    responses(
+        (status = 200, description = "service definition: attributes street (singlevaluelist), community, building, basement", body = Open311ServiceDefinition),
+        (status = 404, description = "unknown resource, service, request or format", body = Vec<Open311Error>)
+    ))]
+/// `GET services/{service_code}.{json,xml}`: the attributes a request of the service needs.
+pub async fn service_definition(
+    State(s): State<AppState>,
+    doc: Doc,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let reply = Params::from_query(query).and_then(|p| definition(&s, &doc.name, &p));
+    doc.format.reply(reply)
+}
+
+#[utoipa::path(get, path = "/open311/v2/requests/{file}", tag = "open311",
+    params(("file" = String, Path, description = "SERVICE_REQUEST_ID.json or SERVICE_REQUEST_ID.xml")),
+    responses(
+        (status = 200, description = "a one-element request list (no caller details)", body = Vec<Open311Request>),
+        (status = 404, description = "unknown resource, service, request or format", body = Vec<Open311Error>)
+    ))]
+/// `GET requests/{id}.{json,xml}` (also `request/{id}`, as some clients call it): a one-element list.
+pub async fn request(State(s): State<AppState>, doc: Doc) -> Response {
+    doc.format.reply(one_request(&s, &doc.name).await)
+}
+
+/// GeoReport v2 filters of `GET requests`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct RequestFilters {
+    /// The district (default tongzhou).
+    jurisdiction_id: Option<String>,
+    /// Comma-separated ids; overrides the other filters.
+    service_request_id: Option<String>,
+    /// A category.
+    service_code: Option<String>,
+    /// Received at or after (ISO 8601); alone, the 90 days from it.
+    start_date: Option<String>,
+    /// Received before (ISO 8601); at most 90 days after start_date.
+    end_date: Option<String>,
+    /// open or closed
+    status: Option<String>,
+}
+
+/// `jurisdiction_id` of the service list.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct Jurisdiction {
+    /// The district (default tongzhou).
+    jurisdiction_id: Option<String>,
+}
+
+/// The form of `POST requests` (application/x-www-form-urlencoded).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RequestForm {
+    /// A key of `QINGLING_OPEN311_KEYS`.
+    api_key: String,
+    /// The district (default tongzhou).
+    jurisdiction_id: Option<String>,
+    service_code: String,
+    /// A street's code (see the service definition).
+    #[schema(rename = "attribute[street]")]
+    attribute_street: String,
+    #[schema(rename = "attribute[community]")]
+    attribute_community: String,
+    #[schema(rename = "attribute[building]")]
+    attribute_building: String,
+    #[schema(rename = "attribute[basement]")]
+    attribute_basement: String,
+    address_string: Option<String>,
+    /// Accepted, not kept.
+    lat: Option<f64>,
+    /// Accepted, not kept.
+    long: Option<f64>,
+    description: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    phone: Option<String>,
+    /// Accepted, not kept.
+    email: Option<String>,
+}
+
+macro_rules! open311_collection {
+    ($name:ident, $path:literal, $what:literal, $body:ty, $params:ty) => {
+        #[utoipa::path(get, path = $path, tag = "open311", params($params),
+            responses((status = 200, description = $what, body = $body),
+                      (status = 400, description = "a bad filter", body = Vec<Open311Error>),
+                      (status = 404, description = "unknown jurisdiction", body = Vec<Open311Error>)))]
+        pub async fn $name(
+            state: State<AppState>,
+            doc: Doc,
+            query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+        ) -> Response {
+            collection(state, doc, query).await
+        }
+    };
+}
+
+open311_collection!(
+    services_json,
+    "/open311/v2/services.json",
+    "the services (one per category)",
+    Vec<Open311Service>,
+    Jurisdiction
+);
+open311_collection!(
+    services_xml,
+    "/open311/v2/services.xml",
+    "the services, as XML",
+    Vec<Open311Service>,
+    Jurisdiction
+);
+open311_collection!(
+    requests_json,
+    "/open311/v2/requests.json",
+    "requests, newest first, at most 1000 (default: the last 90 days)",
+    Vec<Open311Request>,
+    RequestFilters
+);
+open311_collection!(
+    requests_xml,
+    "/open311/v2/requests.xml",
+    "requests, as XML",
+    Vec<Open311Request>,
+    RequestFilters
+);
+
+macro_rules! open311_post {
+    ($name:ident, $path:literal) => {
+        #[utoipa::path(post, path = $path, tag = "open311",
+            request_body(content = RequestForm, content_type = "application/x-www-form-urlencoded"),
+            responses((status = 201, description = "registered as a complaint", body = Vec<Open311Created>),
+                      (status = 400, description = "invalid fields, one error each", body = Vec<Open311Error>),
+                      (status = 403, description = "missing or unknown api_key", body = Vec<Open311Error>),
+                      (status = 404, description = "unknown service or jurisdiction", body = Vec<Open311Error>)))]
+        pub async fn $name(
+            state: State<AppState>,
+            keys: State<ApiKeys>,
+            doc: Doc,
+            form: Result<Form<Vec<(String, String)>>, FormRejection>,
+        ) -> Response {
+            create_request(state, keys, doc, form).await
+        }
+    };
+}
+
+macro_rules! open311_post_refused {
+    ($name:ident, $path:literal) => {
+        #[utoipa::path(post, path = $path, tag = "open311",
+            responses((status = 405, description = "the service list takes no POST", body = Vec<Open311Error>)))]
+        pub async fn $name(
+            state: State<AppState>,
+            keys: State<ApiKeys>,
+            doc: Doc,
+            form: Result<Form<Vec<(String, String)>>, FormRejection>,
+        ) -> Response {
+            create_request(state, keys, doc, form).await
+        }
+    };
+}
+
+open311_post_refused!(post_services_json, "/open311/v2/services.json");
+open311_post_refused!(post_services_xml, "/open311/v2/services.xml");
+open311_post!(post_requests_json, "/open311/v2/requests.json");
+open311_post!(post_requests_xml, "/open311/v2/requests.xml");
+
+/// `GET request/{id}.{json,xml}`: the same as `requests/{id}`, for clients that call it so.
+#[utoipa::path(get, path = "/open311/v2/request/{file}", tag = "open311",
+    params(("file" = String, Path, description = "SERVICE_REQUEST_ID.json or SERVICE_REQUEST_ID.xml")),
+    responses(
+        (status = 200, description = "a one-element request list", body = Vec<Open311Request>),
+        (status = 404, description = "unknown request or format", body = Vec<Open311Error>)
+    ))]
+pub async fn request_alias(state: State<AppState>, doc: Doc) -> Response {
+    request(state, doc).await
+}
+
+#[utoipa::path(post, path = "/open311/v2/{file}", tag = "open311",
+    params(("file" = String, Path, description = "any other NAME.json or NAME.xml")),
+    responses((status = 404, description = "no such Open311 resource", body = Vec<Open311Error>),
+              (status = 405, description = "services.json and services.xml take no POST", body = Vec<Open311Error>)))]
+/// `POST requests.{json,xml}`, form-encoded.
+pub async fn create_request(
+    State(s): State<AppState>,
+    State(keys): State<ApiKeys>,
+    doc: Doc,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    doc.format
+        .reply(post_request(&s, &keys, &doc.name, form).await)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The documents.
+
+fn services(s: &AppState, p: &Params) -> Reply {
+    p.jurisdiction(s)?;
+    let list = s
+        .catalog
+        .doc()
+        .categories
+        .iter()
+        .map(|c| {
+            record(vec![
+                ("service_code", leaf(&c.code)),
+                ("service_name", leaf(&c.name)),
+                ("description", leaf(&c.description)),
+                ("metadata", leaf(true)),
+                ("type", leaf("realtime")),
+                ("keywords", leaf(format!("{},{}", c.name, c.group))),
+                ("group", leaf(&c.group)),
+            ])
+        })
+        .collect();
+    Ok(Document::ok("services", Node::List(list)))
+}
+
+fn definition(s: &AppState, code: &str, p: &Params) -> Reply {
+    let district = p.jurisdiction(s)?;
+    if s.catalog.get(code).is_none() {
+        return Err(Failure::not_found(format!("no service {code:?}")));
+    }
+    let streets = district
+        .streets
+        .iter()
+        .map(|st| record(vec![("key", leaf(&st.code)), ("name", leaf(&st.name))]))
+        .collect();
+    let attribute = |order: i64, code: &str, datatype: &str, about: &str, description: &str| {
+        vec![
+            ("variable", leaf(true)),
+            ("code", leaf(code)),
+            ("datatype", leaf(datatype)),
+            ("required", leaf(true)),
+            ("datatype_description", leaf(about)),
+            ("order", leaf(order)),
+            ("description", leaf(description)),
+        ]
+    };
+    let mut street = attribute(
+        1,
+        "street",
+        "singlevaluelist",
+        "街道或乡镇的代码(key)",
+        &format!("所属街道(乡镇),{}", district.name),
+    );
+    street.push(("values", Node::List(streets)));
+    let text = "文本,最长 200 字";
+    let body = record(vec![
+        ("service_code", leaf(code)),
+        (
+            "attributes",
+            Node::List(vec![
+                record(street),
+                record(attribute(2, "community", "string", text, "小区名称")),
+                record(attribute(3, "building", "string", text, "楼号")),
+                record(attribute(4, "basement", "string", text, "地下室(如 B1)")),
+            ]),
+        ),
+    ]);
+    Ok(Document::ok("service_definition", body))
+}
+
+async fn requests(s: &AppState, p: &Params) -> Reply {
+    let filter = p.filter(s, Utc::now())?;
+    let rows = store::public_complaints(&mut *s.pool.acquire().await?, &filter).await?;
+    let list = rows.iter().map(|r| service_request(s, r)).collect();
+    Ok(Document::ok("service_requests", Node::List(list)))
+}
+
+async fn one_request(s: &AppState, id: &str) -> Reply {
+    let not_found = || Failure::not_found(format!("no service request {id}"));
+    let id: Uuid = id.parse().map_err(|_| not_found())?;
+    let filter = PublicFilter {
+        ids: Some(vec![id]),
+        limit: 1,
+        ..PublicFilter::default()
+    };
+    let rows = store::public_complaints(&mut *s.pool.acquire().await?, &filter).await?;
+    let row = rows.first().ok_or_else(not_found)?;
+    Ok(Document::ok(
+        "service_requests",
+        Node::List(vec![service_request(s, row)]),
+    ))
+}
+
+/// One service request: the complaint as the public may see it, never the caller.
+fn service_request(s: &AppState, r: &PublicRow) -> Node {
+    let status = Status::parse(&r.status);
+    let street = street_name(s, &r.district, &r.street);
+    let service_name = s.catalog.get(&r.category).map_or(&r.category, |c| &c.name);
+    let notes = match status {
+        Some(Status::Dispatched) => format!("已派单至{street}"),
+        Some(Status::Registered) if r.acknowledged_at.is_some() => {
+            format!("{street}已签收,正在办理")
+        }
+        Some(Status::Registered) => format!("{street}已上账,待签收"),
+        Some(Status::Returned) => format!("{street}已退单,待改派"),
+        Some(Status::WrittenOff) => "已销账(办结)".to_string(),
+        Some(Status::FollowedUp) => "已办结并回访".to_string(),
+        None => "已受理".to_string(),
+    };
+    record(vec![
+        ("service_request_id", leaf(r.complaint_id)),
+        (
+            "status",
+            leaf(if is_closed(status) { "closed" } else { "open" }),
+        ),
+        ("status_notes", leaf(notes)),
+        ("service_name", leaf(service_name)),
+        ("service_code", leaf(&r.category)),
+        ("description", leaf(&r.description)),
+        ("agency_responsible", leaf(street)),
+        ("service_notice", leaf(notice(street, r.resolve_by))),
+        ("requested_datetime", leaf(r.received_at)),
+        ("updated_datetime", leaf(r.updated_at)),
+        ("expected_datetime", leaf(r.resolve_by)),
+        ("address", leaf(address(&r.point))),
+        ("address_id", leaf(r.point_id)),
+        ("media_url", leaf(Value::Null)),
+    ])
+}
+
+/// Registers the posted request as a complaint, as an operator named by the api key.
+async fn post_request(
+    s: &AppState,
+    keys: &ApiKeys,
+    name: &str,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Reply {
+    match name {
+        "requests" => {}
+        "services" => {
+            return Err(Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "services are read-only; POST to requests",
+            ))
+        }
+        other => return Err(Failure::no_resource(other)),
+    }
+    let Form(fields) = form.map_err(|r| {
+        let status = match r.status() {
+            s @ (StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::PAYLOAD_TOO_LARGE) => s,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Failure::new(status, r.body_text())
+    })?;
+    let p = Params::new(fields)?;
+    let caller = keys.caller(p.get("api_key"))?;
+    // The standard answers 404 for an unknown jurisdiction or service, 400 for the rest.
+    let district = p.jurisdiction(s)?;
+    let code = p
+        .get("service_code")
+        .ok_or_else(|| Failure::bad_request("service_code: is required"))?;
+    if s.catalog.get(code).is_none() {
+        return Err(Failure::not_found(format!("no service {code:?}")));
+    }
+    let created = register_complaint(s, &caller, p.complaint(&district.code), None)
+        .await?
+        .created;
+    let id = created.complaint_id.to_string();
+    let street = created.street.as_str();
+    let resolve_by = created.resolve_by;
+    let answer = record(vec![
+        ("service_request_id", leaf(&id)),
+        (
+            "service_notice",
+            leaf(notice(street_name(s, &district.code, street), resolve_by)),
+        ),
+    ]);
+    Ok(Document {
+        status: StatusCode::CREATED,
+        root: "service_requests",
+        body: Node::List(vec![answer]),
+    })
+}
+
+fn is_closed(status: Option<Status>) -> bool {
+    status.is_some_and(|s| CLOSED.contains(&s))
+}
+
+fn street_name<'a>(s: &'a AppState, district: &str, street: &'a str) -> &'a str {
+    s.orgs
+        .street(district, street)
+        .map_or(street, |st| &st.name)
+}
+
+/// What the citizen is told: who handles it, and by when (Beijing time).
+fn notice(street: &str, resolve_by: DateTime<Utc>) -> String {
+    let local = resolve_by + Duration::hours(8);
+    format!(
+        "已受理,由{street}办理,办结时限 {}(北京时间)",
+        local.format("%Y-%m-%d %H:%M")
+    )
+}
+
+/// The point's address as given, or its community, building and basement.
+fn address(point: &Value) -> String {
+    if let Some(a) = point["address"].as_str().filter(|a| !a.is_empty()) {
+        return a.to_string();
+    }
+    ["community", "building", "basement"]
+        .iter()
+        .filter_map(|k| point[*k].as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+mod doc;
+mod format;
+mod keys;
+mod params;
+#[cfg(test)]
+mod tests;
+
+use format::*;
+pub use format::{Doc, Format};
+pub use keys::ApiKeys;
+use params::*;

@@ -1,0 +1,121 @@
+//! 接诉 as one typed operation, which the JSON API and the Open311 adapter both call.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use qingling_events::Event;
+use qingling_shared::{store as events, ApiError, Caller, EventMeta, Role};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::domain::{self, ComplaintInput, Status};
+use crate::registrar::{Registration, Written};
+use crate::store;
+
+/// The outcome of a registration.
+#[derive(Debug)]
+pub struct Registered {
+    pub created: ComplaintCreated,
+    /// True when the Idempotency-Key was used before: `created` is the first answer, and nothing
+    /// new was registered.
+    pub replayed: bool,
+}
+
+/// A complaint just registered (or, replayed for a repeated Idempotency-Key, the first answer).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ComplaintCreated {
+    pub complaint_id: Uuid,
+    /// dispatched
+    pub status: String,
+    pub district: String,
+    pub street: String,
+    pub point_id: Uuid,
+    pub respond_by: DateTime<Utc>,
+    pub resolve_by: DateTime<Utc>,
+}
+
+/// 接诉, for `POST /v1/complaints` and Open311's `POST requests` alike: checks the caller and the
+/// input, appends `complaint_received` and `complaint_dispatched`, and gives the new complaint, or
+/// the first answer again when `key` was used before.
+pub async fn register_complaint(
+    s: &AppState,
+    caller: &Caller,
+    input: ComplaintInput,
+    key: Option<String>,
+) -> Result<Registered, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let request_hash = hex::encode(Sha256::digest(
+        serde_json::to_vec(&input).unwrap_or_default(),
+    ));
+    // Microseconds, as PostgreSQL keeps them: the answer matches later reads.
+    let now = Utc::now().trunc_subsecs(6);
+    let complaint = input
+        .parse(&s.orgs, &s.catalog, now)
+        .map_err(ApiError::invalid)?;
+    caller.ensure_covers(&complaint.district, &complaint.street)?;
+
+    if let Some(key) = &key {
+        if let Some(saved) =
+            store::saved_response(&mut *s.pool.acquire().await?, &caller.sub, key).await?
+        {
+            return replay(saved, &request_hash);
+        }
+    }
+
+    let id = Uuid::now_v7();
+    let (new_events, dispatch) = domain::register(id, &complaint, &s.limits, now);
+    let created = ComplaintCreated {
+        complaint_id: id,
+        status: Status::Dispatched.as_str().to_string(),
+        district: complaint.district.clone(),
+        street: complaint.street.clone(),
+        point_id: complaint.point_id,
+        respond_by: dispatch.respond_by,
+        resolve_by: dispatch.resolve_by,
+    };
+    let registration = Registration {
+        complaint_id: id,
+        actor: caller.sub.clone(),
+        key: key.clone().map(|k| (k, request_hash.clone())),
+        response: serde_json::to_value(&created).expect("an answer serialises"),
+        caller: complaint.caller.clone(),
+        events: events::prepare(
+            &qingling_events::intake::stream(id),
+            0,
+            &new_events
+                .iter()
+                .map(Event::to_new_event)
+                .collect::<Vec<_>>(),
+            &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
+        ),
+    };
+    match s.registrar.register(registration).await? {
+        Written::Created => Ok(Registered {
+            created,
+            replayed: false,
+        }),
+        Written::KeyTaken => {
+            let key = key.unwrap_or_default();
+            let saved =
+                store::saved_response(&mut *s.pool.acquire().await?, &caller.sub, &key).await?;
+            replay(
+                saved.ok_or_else(|| anyhow::anyhow!("idempotency record vanished"))?,
+                &request_hash,
+            )
+        }
+    }
+}
+
+fn replay(saved: store::SavedResponse, request_hash: &str) -> Result<Registered, ApiError> {
+    if saved.request_hash != request_hash {
+        return Err(ApiError::invalid_field(
+            "Idempotency-Key",
+            "was already used with a different request body",
+        ));
+    }
+    let created = serde_json::from_value(saved.response)
+        .map_err(|e| anyhow::anyhow!("a saved answer does not parse: {e}"))?;
+    Ok(Registered {
+        created,
+        replayed: true,
+    })
+}

@@ -1,0 +1,102 @@
+//! 动态清零 as it happens: the summary, its live stream (SSE) and the district's dashboard.
+
+use super::*;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct SummaryQuery {
+    pub(super) district: Option<String>,
+    pub(super) category: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/ledger/summary", tag = "ledger", security(("bearer" = [])),
+    params(SummaryQuery),
+    responses(
+        (status = 200, description = "open counts, totals, overdue and dynamic-zero marks per street", body = crate::summary::Summary),
+        qingling_shared::openapi::AuthRefusals,
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
+/// 动态清零: per street and for the district.
+pub(super) async fn summary(
+    State(s): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<SummaryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let district = readable_district(&s, &caller, q.district)?;
+    let category = q
+        .category
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| DEFAULT_CATEGORY.into());
+    known_category(&s, &category)?;
+    let full = summary::compute(&s.pool, &s.orgs, &district, &category).await?;
+    Ok(Json(visible_summary(&caller, &full)))
+}
+
+fn visible_summary(caller: &Caller, full: &Value) -> Value {
+    match caller.role {
+        Role::Street => summary::for_street(full, &caller.org),
+        _ => full.clone(),
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct StreamQuery {
+    pub(super) district: Option<String>,
+    pub(super) category: Option<String>,
+    /// For browsers' EventSource, which cannot send an Authorization header.
+    pub(super) access_token: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/ledger/stream", tag = "ledger", security(("bearer" = [])),
+    params(StreamQuery),
+    responses(
+        (status = 200, description = "text/event-stream of `summary` events", content_type = "text/event-stream"),
+        qingling_shared::openapi::AuthRefusals,
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
+/// Server-Sent Events: `summary` on connect and within a second of every change; keep-alive
+/// comments every 15 s so proxies keep idle streams open.
+pub(super) async fn stream(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    QueryParams(q): QueryParams<StreamQuery>,
+) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let caller = match (
+        headers.contains_key(header::AUTHORIZATION),
+        q.access_token.as_deref(),
+    ) {
+        (false, Some(token)) => Caller::from_token(&s.keys, token)?,
+        _ => Caller::from_headers(&s.keys, &headers)?,
+    };
+    let district = readable_district(&s, &caller, q.district)?;
+    let category = q
+        .category
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| DEFAULT_CATEGORY.into());
+    let first = summary::compute(&s.pool, &s.orgs, &district, &category).await?;
+    let rx = s.live.subscribe(&district, &category);
+    let event =
+        |v: &Value| Ok::<_, Infallible>(Event::default().event("summary").data(v.to_string()));
+    let first = futures::stream::once(std::future::ready(event(&visible_summary(&caller, &first))));
+    let updates = futures::stream::unfold((rx, caller), move |(mut rx, caller)| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let latest = rx.borrow_and_update().clone();
+            if let Some(v) = latest {
+                let out = event(&visible_summary(&caller, &v));
+                return Some((out, (rx, caller)));
+            }
+        }
+    });
+    Ok(Sse::new(futures::StreamExt::chain(first, updates))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The district dashboard: one self-contained page that asks for a token and follows the stream.
+/// The district office's live dashboard (HTML; the token goes in the URL fragment).
+#[utoipa::path(get, path = "/", tag = "ledger",
+    responses((status = 200, description = "the dashboard page", content_type = "text/html")))]
+pub(super) async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("../../static/dashboard.html"))
+}
