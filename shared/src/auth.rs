@@ -128,6 +128,21 @@ impl Caller {
         }
     }
 
+    /// Which street a read is narrowed to: a street office always to its own, and asking for
+    /// another is refused (403); other roles to the street they ask for, if any (whether it is
+    /// theirs to read is the caller's district's question).
+    pub fn street_scope(&self, asked: Option<String>) -> Result<Option<String>, ApiError> {
+        let asked = asked.filter(|s| !s.is_empty());
+        match (self.role, asked) {
+            (Role::Street, Some(st)) if st != self.org => Err(ApiError::Forbidden(format!(
+                "street {} may not read street {st}",
+                self.org
+            ))),
+            (Role::Street, _) => Ok(Some(self.org.clone())),
+            (_, asked) => Ok(asked),
+        }
+    }
+
     pub fn ensure_covers(&self, district: &str, street: &str) -> Result<(), ApiError> {
         if self.covers(district, street) {
             Ok(())
@@ -206,6 +221,53 @@ mod tests {
             org: org.into(),
             exp,
         }
+    }
+
+    fn caller(role: Role, org: &str) -> Caller {
+        Caller {
+            sub: "u1".into(),
+            role,
+            org: org.into(),
+        }
+    }
+
+    #[test]
+    fn a_street_office_reads_its_own_street_only() {
+        let street = caller(Role::Street, "jiukeshu");
+        let own = Some("jiukeshu".to_string());
+        assert_eq!(street.street_scope(None).unwrap(), own);
+        assert_eq!(street.street_scope(Some(String::new())).unwrap(), own);
+        assert_eq!(street.street_scope(own.clone()).unwrap(), own);
+        assert!(matches!(
+            street.street_scope(Some("songzhuang".into())),
+            Err(ApiError::Forbidden(_))
+        ));
+        for role in [Role::Operator, Role::Reviewer, Role::District] {
+            let c = caller(role, "tongzhou");
+            assert_eq!(c.street_scope(None).unwrap(), None);
+            assert_eq!(
+                c.street_scope(Some("songzhuang".into()))
+                    .unwrap()
+                    .as_deref(),
+                Some("songzhuang")
+            );
+        }
+    }
+
+    #[test]
+    fn items_are_covered_by_their_street_and_district() {
+        assert!(caller(Role::Street, "jiukeshu").covers("tongzhou", "jiukeshu"));
+        assert!(!caller(Role::Street, "jiukeshu").covers("tongzhou", "songzhuang"));
+        for role in [Role::Reviewer, Role::District] {
+            assert!(caller(role, "tongzhou").covers("tongzhou", "songzhuang"));
+            assert!(!caller(role, "tongzhou").covers("chaoyang", "x"));
+            assert!(
+                !caller(role, "*").covers("tongzhou", "x"),
+                "only operators have *"
+            );
+        }
+        assert!(caller(Role::Operator, "*").covers("chaoyang", "x"));
+        assert!(!caller(Role::Operator, "tongzhou").covers("chaoyang", "x"));
     }
 
     #[test]

@@ -132,8 +132,8 @@ mod tests {
     fn names_follow_the_contract() {
         assert_eq!(stream_name("qingling"), "QINGLING_EVENTS");
         assert_eq!(
-            subject("qingling", "ledger", "item_registered"),
-            "qingling.ledger.item_registered"
+            subject("qingling", "ledger", "thing_happened"),
+            "qingling.ledger.thing_happened"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! CONTRACT §3: bad input gets its status as problem+json, and leaves no event behind.
 
+use qingling_events::intake::types::*;
 use qingling_shared::Role;
 use qingling_tests::{complaint, read, TestEnv};
 use reqwest::StatusCode;
@@ -307,11 +308,12 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() 
         ids.insert(v["complaint_id"].as_str().unwrap().to_string());
     }
     assert_eq!(ids.len(), 1);
-    let received: i64 =
-        sqlx::query_scalar("select count(*) from events where event_type = 'complaint_received'")
-            .fetch_one(&mut env.db("intake").await)
-            .await
-            .unwrap();
+    let received: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select count(*) from events where event_type = '{COMPLAINT_RECEIVED}'"
+    )))
+    .fetch_one(&mut env.db("intake").await)
+    .await
+    .unwrap();
     assert_eq!(received, 2, "one complaint per key");
     env.cleanup().await;
 }

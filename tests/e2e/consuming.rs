@@ -1,6 +1,7 @@
 //! Store first, publish after, consume once: redelivery, republishing, crashes and an unreachable
 //! broker change nothing that was acknowledged.
 
+use qingling_events::ledger::types::*;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -28,8 +29,8 @@ pub async fn consumers_idle(env: &TestEnv) {
     .await;
 }
 
-async fn count(env: &TestEnv, schema: &str, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql)
+async fn count(env: &TestEnv, schema: &str, sql: impl Into<String>) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.into()))
         .fetch_one(&mut env.db(schema).await)
         .await
         .unwrap()
@@ -277,7 +278,7 @@ async fn converged(env: &TestEnv, ids: &[String]) {
         complaint_status(env, id, "registered", Duration::from_secs(45)).await;
     }
     let placed: Vec<(String, i64)> = sqlx::query_as(
-        "select data->>'complaint_id', count(*) from events where event_type in ('item_registered', 'complaint_linked') group by 1",
+        sqlx::AssertSqlSafe(format!("select data->>'complaint_id', count(*) from events where event_type in ('{ITEM_REGISTERED}', '{COMPLAINT_LINKED}') group by 1")),
     )
     .fetch_all(&mut env.db("ledger").await)
     .await
@@ -382,7 +383,7 @@ async fn a_lost_event_whose_successor_arrived_is_published_again() {
     let js = async_nats::jetstream::new(env.nats().await);
     let stream = js.get_stream(env.stream_name()).await.unwrap();
     let registered = stream
-        .get_last_raw_message_by_subject(&format!("{}.ledger.item_registered", env.prefix))
+        .get_last_raw_message_by_subject(&format!("{}.ledger.{ITEM_REGISTERED}", env.prefix))
         .await
         .unwrap();
     stream.delete_message(registered.sequence).await.unwrap();
@@ -402,9 +403,9 @@ async fn a_lost_event_whose_successor_arrived_is_published_again() {
     )
     .await;
     assert!(!closure.is_empty());
-    let heals: i64 = sqlx::query_scalar(
-        "select count(*) from inbox where envelope->>'event_type' = 'item_registered'",
-    )
+    let heals: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select count(*) from inbox where envelope->>'event_type' = '{ITEM_REGISTERED}'"
+    )))
     .fetch_one(&mut env.db("closure").await)
     .await
     .unwrap();
@@ -484,7 +485,7 @@ async fn a_backlog_decided_together_links_repeat_calls_and_finds_rebounds() {
         count(
             &env,
             "ledger",
-            "select count(*) from events where event_type = 'item_registered'"
+            format!("select count(*) from events where event_type = '{ITEM_REGISTERED}'")
         )
         .await,
         4

@@ -2,6 +2,7 @@
 //! under load. PostgreSQL and NATS are real; outages are staged with a TCP proxy in front of
 //! them, so the servers other tests share are never touched.
 
+use qingling_events::{intake::types::*, ledger::types::*};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,11 +83,12 @@ async fn while_nats_is_down_intake_keeps_accepting_and_everything_flows_once_it_
         .await;
     }
     consumers_idle(&env).await;
-    let registered: i64 =
-        sqlx::query_scalar("select count(*) from events where event_type = 'item_registered'")
-            .fetch_one(&mut env.db("ledger").await)
-            .await
-            .unwrap();
+    let registered: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select count(*) from events where event_type = '{ITEM_REGISTERED}'"
+    )))
+    .fetch_one(&mut env.db("ledger").await)
+    .await
+    .unwrap();
     assert_eq!(registered, 11, "no duplicates");
     for id in &accepted {
         complaint_status(&env, id, "registered", LONG).await;
@@ -270,8 +272,8 @@ async fn sigterm_under_load_finishes_in_flight_requests_publishes_what_is_owed_a
     assert!(accepted.len() > 10, "load ran: {}", accepted.len());
     let mut c = env.db("intake").await;
     let (cursor, head, received): (i64, i64, i64) = sqlx::query_as(
-        "select (select position from relay_cursor), (select coalesce(max(position), 0) from events),
-                (select count(*) from events where event_type = 'complaint_received')",
+        sqlx::AssertSqlSafe(format!("select (select position from relay_cursor), (select coalesce(max(position), 0) from events),
+                (select count(*) from events where event_type = '{COMPLAINT_RECEIVED}')")),
     )
     .fetch_one(&mut c)
     .await

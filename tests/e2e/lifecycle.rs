@@ -1,6 +1,7 @@
 //! The full 接诉即办 lifecycle: deadlines, return and re-dispatch, inspection finds, rebound,
 //! follow-up, extension, monthly street metrics.
 
+use qingling_events::ledger::types::*;
 use std::time::Duration;
 
 use qingling_shared::Role;
@@ -22,7 +23,7 @@ const SHORT: [(&str, &str); 5] = [
 ];
 
 async fn overdue_events(env: &TestEnv, item: &str) -> Vec<String> {
-    sqlx::query_scalar("select data->>'kind' from events where stream = $1 and event_type = 'item_overdue' order by version")
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select data->>'kind' from events where stream = $1 and event_type = '{ITEM_OVERDUE}' order by version")))
         .bind(format!("item-{item}"))
         .fetch_all(&mut env.db("ledger").await)
         .await
@@ -117,11 +118,12 @@ async fn two_ledger_instances_flag_each_deadline_exactly_once() {
     for item in &items {
         wait_overdue(&env, item, &["respond", "resolve"]).await;
     }
-    let total: i64 =
-        sqlx::query_scalar("select count(*) from events where event_type = 'item_overdue'")
-            .fetch_one(&mut env.db("ledger").await)
-            .await
-            .unwrap();
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select count(*) from events where event_type = '{ITEM_OVERDUE}'"
+    )))
+    .fetch_one(&mut env.db("ledger").await)
+    .await
+    .unwrap();
     assert_eq!(total, 8);
     env.services.push(second);
     env.cleanup().await;

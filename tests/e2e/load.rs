@@ -3,6 +3,7 @@
 //! retrying the same request through crashes and sending each try to a random instance. And the
 //! check that afterwards nothing was lost or doubled.
 
+use qingling_events::{closure::types::*, intake::types::*, ledger::types::*};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -185,8 +186,8 @@ impl Load {
     }
 }
 
-async fn count(env: &TestEnv, schema: &str, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql)
+async fn count(env: &TestEnv, schema: &str, sql: impl Into<String>) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.into()))
         .fetch_one(&mut env.db(schema).await)
         .await
         .unwrap()
@@ -207,13 +208,13 @@ pub async fn assert_each_once(
         count(
             env,
             "intake",
-            "select count(*) from events where event_type = 'complaint_received'"
+            format!("select count(*) from events where event_type = '{COMPLAINT_RECEIVED}'")
         )
         .await,
         expected as i64
     );
     let placed: Vec<(String, i64)> = sqlx::query_as(
-        "select data->>'complaint_id', count(*) from events where event_type in ('item_registered', 'complaint_linked') and data->>'complaint_id' is not null group by 1",
+        sqlx::AssertSqlSafe(format!("select data->>'complaint_id', count(*) from events where event_type in ('{ITEM_REGISTERED}', '{COMPLAINT_LINKED}') and data->>'complaint_id' is not null group by 1")),
     )
     .fetch_all(&mut env.db("ledger").await)
     .await
@@ -224,21 +225,21 @@ pub async fn assert_each_once(
         count(
             env,
             "ledger",
-            "select count(*) from events where event_type = 'complaint_linked'"
+            format!("select count(*) from events where event_type = '{COMPLAINT_LINKED}'")
         )
         .await
             > 0,
         "repeat calls linked"
     );
-    let approvals: Vec<String> = sqlx::query_scalar(
-        "select data->>'closure_id' from events where event_type = 'closure_approved'",
-    )
+    let approvals: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select data->>'closure_id' from events where event_type = '{CLOSURE_APPROVED}'"
+    )))
     .fetch_all(&mut env.db("closure").await)
     .await
     .unwrap();
     assert!(!approvals.is_empty(), "write-offs ran during the failures");
     assert!(approvals_seen.iter().all(|c| approvals.contains(c)));
-    let offs: Vec<(String, i64)> = sqlx::query_as("select data->>'closure_id', count(*) from events where event_type = 'item_written_off' group by 1")
+    let offs: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("select data->>'closure_id', count(*) from events where event_type = '{ITEM_WRITTEN_OFF}' group by 1")))
         .fetch_all(&mut env.db("ledger").await)
         .await
         .unwrap();

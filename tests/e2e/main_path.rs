@@ -1,5 +1,6 @@
 //! One complaint, from the call to the write-off, across all three services and NATS.
 
+use qingling_events::ledger::types::*;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -162,13 +163,13 @@ async fn a_complaint_goes_from_call_to_write_off_and_the_street_returns_to_dynam
     assert_eq!(
         types,
         [
-            "item_registered",
-            "complaint_linked",
-            "item_acknowledged",
-            "item_closure_pending",
-            "item_closure_rejected",
-            "item_closure_pending",
-            "item_written_off"
+            ITEM_REGISTERED,
+            COMPLAINT_LINKED,
+            ITEM_ACKNOWLEDGED,
+            ITEM_CLOSURE_PENDING,
+            ITEM_CLOSURE_REJECTED,
+            ITEM_CLOSURE_PENDING,
+            ITEM_WRITTEN_OFF
         ]
     );
     let (_, summary) = env
@@ -259,8 +260,8 @@ async fn a_complaint_goes_from_call_to_write_off_and_the_street_returns_to_dynam
     let consumer = stream
         .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
             filter_subjects: vec![
-                format!("{}.ledger.item_registered", env.prefix),
-                format!("{}.ledger.item_written_off", env.prefix),
+                format!("{}.ledger.{ITEM_REGISTERED}", env.prefix),
+                format!("{}.ledger.{ITEM_WRITTEN_OFF}", env.prefix),
             ],
             ..Default::default()
         })
@@ -287,8 +288,11 @@ async fn a_complaint_goes_from_call_to_write_off_and_the_street_returns_to_dynam
         );
         got.push((m.subject.to_string(), body));
     }
-    assert_eq!(got[0].0, format!("{}.ledger.item_registered", env.prefix));
-    assert_eq!(got[1].0, format!("{}.ledger.item_written_off", env.prefix));
+    assert_eq!(got[0].0, format!("{}.ledger.{ITEM_REGISTERED}", env.prefix));
+    assert_eq!(
+        got[1].0,
+        format!("{}.ledger.{ITEM_WRITTEN_OFF}", env.prefix)
+    );
     for (_, e) in &got {
         for field in [
             "event_id",

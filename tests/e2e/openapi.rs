@@ -199,3 +199,22 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
     }
     env.cleanup().await;
 }
+
+/// The summary's rebound count is described with the window the rule uses.
+#[tokio::test]
+async fn the_rebound_window_in_the_document_is_the_rules() {
+    let env = TestEnv::start().await;
+    let doc: serde_json::Value = reqwest::get(env.url("ledger", "/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = doc["components"]["schemas"]["Tally"]["properties"]["rebounds"]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let window = qingling_events::ledger::REBOUND_WINDOW_DAYS;
+    assert!(text.contains(&format!("within {window} days")), "{text:?}");
+    env.cleanup().await;
+}

@@ -1,6 +1,7 @@
 //! What operators see: metrics per route and per event type, lags and open counts; JSON logs that
 //! follow one correlation id through the services and never show a phone number or a token.
 
+use qingling_events::{intake::types::*, ledger::types::*};
 use std::time::Duration;
 
 use qingling_shared::Role;
@@ -55,10 +56,7 @@ async fn metrics_and_json_logs_follow_a_complaint_through_the_services() {
     complaint_status(&env, id, "registered", WAIT).await;
 
     // The client's correlation id is on its events in both services' logs.
-    for (schema, event_type) in [
-        ("intake", "complaint_received"),
-        ("ledger", "item_registered"),
-    ] {
+    for (schema, event_type) in [("intake", COMPLAINT_RECEIVED), ("ledger", ITEM_REGISTERED)] {
         let found: i64 = sqlx::query_scalar(
             "select count(*) from events where correlation_id = $1 and event_type = $2",
         )
@@ -90,7 +88,7 @@ async fn metrics_and_json_logs_follow_a_complaint_through_the_services() {
         &["route=\"/v1/complaints\""]
     )
     .is_some());
-    for ev in ["complaint_received", "complaint_dispatched"] {
+    for ev in [COMPLAINT_RECEIVED, COMPLAINT_DISPATCHED] {
         let label = format!("event_type=\"{ev}\"");
         assert_eq!(
             sample(&intake, "qingling_events_appended_total", &[&label]),
@@ -102,7 +100,7 @@ async fn metrics_and_json_logs_follow_a_complaint_through_the_services() {
         (sample(
             &t,
             "qingling_events_published_total",
-            &["event_type=\"complaint_dispatched\""],
+            &[&format!("event_type=\"{COMPLAINT_DISPATCHED}\"")],
         ) == Some(1.0))
         .then_some(t)
     })
@@ -128,7 +126,7 @@ async fn metrics_and_json_logs_follow_a_complaint_through_the_services() {
         sample(
             &ledger,
             "qingling_events_consumed_total",
-            &["event_type=\"complaint_dispatched\""]
+            &[&format!("event_type=\"{COMPLAINT_DISPATCHED}\"")]
         ),
         Some(1.0)
     );

@@ -1,5 +1,6 @@
 //! Racing commands on one item: exactly one wins, the others get 409, the log shows one outcome.
 
+use qingling_events::{closure::types::*, intake::types::*, ledger::types::*};
 use qingling_shared::Role;
 use qingling_tests::{complaint, rectified, TestEnv};
 use reqwest::StatusCode;
@@ -111,18 +112,19 @@ async fn racing_acknowledgements_requests_and_reviews_have_one_winner() {
         [StatusCode::OK, StatusCode::CONFLICT, StatusCode::CONFLICT]
     );
     let outcomes: i64 = sqlx::query_scalar(
-        "select count(*) from events where stream = $1 and event_type in ('closure_approved', 'closure_rejected')",
+        sqlx::AssertSqlSafe(format!("select count(*) from events where stream = $1 and event_type in ('{CLOSURE_APPROVED}', '{CLOSURE_REJECTED}')")),
     )
     .bind(format!("closure-{closure}"))
     .fetch_one(&mut env.db("closure").await)
     .await
     .unwrap();
     assert_eq!(outcomes, 1, "the log shows one outcome");
-    let acked: i64 =
-        sqlx::query_scalar("select count(*) from events where event_type = 'item_acknowledged'")
-            .fetch_one(&mut env.db("ledger").await)
-            .await
-            .unwrap();
+    let acked: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select count(*) from events where event_type = '{ITEM_ACKNOWLEDGED}'"
+    )))
+    .fetch_one(&mut env.db("ledger").await)
+    .await
+    .unwrap();
     assert_eq!(acked, 1);
     if let Ok(env) = std::sync::Arc::try_unwrap(env) {
         env.cleanup().await;
@@ -252,13 +254,16 @@ async fn a_burst_of_registrations_is_written_together_and_each_counted_once() {
     }
 
     let mut db = env.db("intake").await;
-    async fn count(db: &mut sqlx::PgConnection, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
+    async fn count(db: &mut sqlx::PgConnection, sql: impl Into<String>) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.into()))
+            .fetch_one(db)
+            .await
+            .unwrap()
     }
     assert_eq!(
         count(
             &mut db,
-            "select count(*) from events where event_type = 'complaint_received'"
+            format!("select count(*) from events where event_type = '{COMPLAINT_RECEIVED}'")
         )
         .await,
         25
@@ -266,7 +271,7 @@ async fn a_burst_of_registrations_is_written_together_and_each_counted_once() {
     assert_eq!(
         count(
             &mut db,
-            "select count(*) from events where event_type = 'complaint_dispatched'"
+            format!("select count(*) from events where event_type = '{COMPLAINT_DISPATCHED}'")
         )
         .await,
         25

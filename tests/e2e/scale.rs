@@ -1,6 +1,7 @@
 //! Scale-out: several instances of every service against one PostgreSQL and one NATS (or a
 //! three-node NATS cluster), clients picking an instance at random, instances and brokers dying.
 
+use qingling_events::{intake::types::*, ledger::types::*};
 use std::time::{Duration, Instant};
 
 use qingling_shared::Role;
@@ -33,8 +34,8 @@ async fn metrics_of(env: &TestEnv, url: &str) -> String {
         .unwrap()
 }
 
-async fn count(env: &TestEnv, schema: &str, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql)
+async fn count(env: &TestEnv, schema: &str, sql: impl Into<String>) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.into()))
         .fetch_one(&mut env.db(schema).await)
         .await
         .unwrap()
@@ -44,7 +45,7 @@ async fn received(env: &TestEnv) -> i64 {
     count(
         env,
         "intake",
-        "select count(*) from events where event_type = 'complaint_received'",
+        format!("select count(*) from events where event_type = '{COMPLAINT_RECEIVED}'"),
     )
     .await
 }
@@ -135,9 +136,9 @@ async fn two_instances_of_every_service_behave_as_one_without_a_load_balancer() 
     // The other half pass their 1 s respond limit: flagged once each, by one watcher.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     consumers_idle(&env).await;
-    let doubled = count(&env, "ledger", "select count(*) from (select stream, data->>'kind' from events where event_type = 'item_overdue' group by 1, 2 having count(*) > 1) d").await;
+    let doubled = count(&env, "ledger", format!("select count(*) from (select stream, data->>'kind' from events where event_type = '{ITEM_OVERDUE}' group by 1, 2 having count(*) > 1) d")).await;
     assert_eq!(doubled, 0, "no deadline flagged twice");
-    let flagged = count(&env, "ledger", "select count(distinct stream) from events where event_type = 'item_overdue' and data->>'kind' = 'respond'").await;
+    let flagged = count(&env, "ledger", format!("select count(distinct stream) from events where event_type = '{ITEM_OVERDUE}' and data->>'kind' = 'respond'")).await;
     assert!(
         flagged >= 3,
         "the unacknowledged items were flagged: {flagged}"
@@ -326,7 +327,7 @@ async fn a_three_node_nats_cluster_and_two_instances_lose_and_double_nothing_whe
     let registered = count(
         &env,
         "ledger",
-        "select count(*) from events where event_type = 'item_registered'",
+        format!("select count(*) from events where event_type = '{ITEM_REGISTERED}'"),
     )
     .await;
     assert_eq!(s["registered_total"].as_i64(), Some(registered));

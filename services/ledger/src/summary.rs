@@ -38,7 +38,8 @@ pub struct Tally {
     pub acknowledged: i64,
     pub closure_pending: i64,
     pub overdue: i64,
-    /// Items registered again within 30 days of a write-off at the same point.
+    /// Rebounds (反弹); the OpenAPI text is written from `REBOUND_WINDOW_DAYS` (see
+    /// `http::describe_rebounds`).
     pub rebounds: i64,
     /// No open item (动态清零).
     pub dynamic_zero: bool,

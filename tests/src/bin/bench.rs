@@ -2,6 +2,7 @@
 //! figures as JSON (stdout) and a short summary (stderr). It starts the release services itself
 //! on a fresh database and NATS prefix. `--smoke` runs a few hundred complaints (CI).
 
+use qingling_events::ledger::types::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -699,27 +700,27 @@ async fn rebuild_bench(events: usize) -> anyhow::Result<Value> {
     .execute(&mut c)
     .await?;
     sqlx::query(
-        "insert into events (position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data)
+        sqlx::AssertSqlSafe(format!("insert into events (position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data)
          select position, gen_random_uuid(), 'item-' || item, version, event_type,
                 timestamptz '2026-01-01' + position * interval '30 ms', 'bench', gen_random_uuid(), gen_random_uuid(), data
          from (select row_number() over (order by g + step * 997, step) as position,
                       row_number() over (partition by g order by step) as version, item, event_type, data
                from gen cross join lateral (values
-                 (1, 'item_registered', jsonb_build_object('item_id', item, 'district', 'tongzhou', 'street', street,
+                 (1, '{ITEM_REGISTERED}', jsonb_build_object('item_id', item, 'district', 'tongzhou', 'street', street,
                      'category', 'basement_illegal_residence', 'point_id', point,
                      'point', jsonb_build_object('community', '压测', 'building', '1', 'basement', 'B' || g),
                      'source', 'complaint', 'complaint_id', gen_random_uuid(), 'urgency', 'normal', 'description', '',
                      'respond_by', null, 'resolve_by', null, 'rebound_of', null)),
-                 (2, 'complaint_linked', jsonb_build_object('item_id', item, 'complaint_id', gen_random_uuid())),
-                 (3, 'item_overdue', jsonb_build_object('item_id', item, 'street', street, 'kind', 'respond')),
-                 (4, 'item_acknowledged', jsonb_build_object('item_id', item, 'street', street)),
-                 (5, 'item_closure_pending', jsonb_build_object('item_id', item, 'street', street, 'closure_id', closure,
+                 (2, '{COMPLAINT_LINKED}', jsonb_build_object('item_id', item, 'complaint_id', gen_random_uuid())),
+                 (3, '{ITEM_OVERDUE}', jsonb_build_object('item_id', item, 'street', street, 'kind', 'respond')),
+                 (4, '{ITEM_ACKNOWLEDGED}', jsonb_build_object('item_id', item, 'street', street)),
+                 (5, '{ITEM_CLOSURE_PENDING}', jsonb_build_object('item_id', item, 'street', street, 'closure_id', closure,
                      'outcome', 'rectified')),
-                 (6, 'item_written_off', jsonb_build_object('item_id', item, 'district', 'tongzhou', 'street', street,
+                 (6, '{ITEM_WRITTEN_OFF}', jsonb_build_object('item_id', item, 'district', 'tongzhou', 'street', street,
                      'category', 'basement_illegal_residence', 'point_id', point, 'kind', 'rectified', 'closure_id', closure))
                ) e(step, event_type, data)
                where (step <> 2 or g % 5 = 0) and (step <> 3 or g % 10 = 0) and (step < 5 or g % 20 <> 0)) l
-         where position <= $2",
+         where position <= $2")),
     )
     .bind(items)
     .bind(events as i64)

@@ -180,24 +180,18 @@ pub(super) async fn list_items(
     State(s): State<AppState>,
     caller: Caller,
     QueryParams(q): QueryParams<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ItemPage>, ApiError> {
     caller.require(&[Role::Street, Role::Reviewer, Role::District, Role::Operator])?;
     let district = home_district(&s, &caller);
-    let street = match (&caller.role, q.street.filter(|x| !x.is_empty())) {
-        (Role::Street, Some(st)) if st != caller.org => {
-            return Err(ApiError::Forbidden(format!(
-                "street {} may not list street {st}",
-                caller.org
-            )))
-        }
-        (Role::Street, _) => Some(caller.org.clone()),
-        (_, Some(st)) if s.orgs.district_of(&st).is_none() => {
+    let street = match caller.street_scope(q.street)? {
+        Some(st) if caller.role == Role::Street => Some(st),
+        Some(st) if s.orgs.district_of(&st).is_none() => {
             return Err(ApiError::invalid_field(
                 "street",
                 format!("unknown street {st:?}"),
             ))
         }
-        (_, Some(st)) => {
+        Some(st) => {
             let covered = match &district {
                 Some(d) => s.orgs.street(d, &st).is_some(),
                 None => s.orgs.district_of(&st).is_some(),
@@ -209,7 +203,7 @@ pub(super) async fn list_items(
             }
             Some(st)
         }
-        (_, None) => None,
+        None => None,
     };
     let status = q.status.filter(|x| !x.is_empty());
     if let Some(st) = &status {
@@ -255,7 +249,8 @@ pub(super) async fn list_items(
     } else {
         None
     };
-    Ok(Json(
-        json!({"items": rows.iter().map(item_json).collect::<Vec<_>>(), "next_cursor": next}),
-    ))
+    Ok(Json(ItemPage {
+        items: rows,
+        next_cursor: next,
+    }))
 }

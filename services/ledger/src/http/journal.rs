@@ -27,21 +27,14 @@ pub(super) async fn entries(
     QueryParams(q): QueryParams<EntriesQuery>,
 ) -> Result<Response, ApiError> {
     let district = readable_district(&s, &caller, q.district)?;
-    let street = match (caller.role, q.street.filter(|x| !x.is_empty())) {
-        (Role::Street, Some(st)) if st != caller.org => {
-            return Err(ApiError::Forbidden(format!(
-                "street {} may not read street {st}",
-                caller.org
-            )))
-        }
-        (Role::Street, _) => Some(caller.org.clone()),
-        (_, Some(st)) if s.orgs.street(&district, &st).is_none() => {
+    let street = match caller.street_scope(q.street)? {
+        Some(st) if caller.role != Role::Street && s.orgs.street(&district, &st).is_none() => {
             return Err(ApiError::invalid_field(
                 "street",
                 format!("{st:?} is not a street or township of {district}"),
             ))
         }
-        (_, st) => st,
+        st => st,
     };
     let accept = headers
         .get(header::ACCEPT)

@@ -34,7 +34,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::app::{self, CommandError};
-use crate::domain::{DomainError, Item, ItemEvent, Registered};
+use crate::domain::{DomainError, Item, ItemEvent, Registered, REBOUND_WINDOW_DAYS};
 use crate::live::Live;
 use crate::store::{self, ItemFilter, ItemRow};
 use crate::summary;
@@ -59,7 +59,7 @@ impl FromRef<AppState> for JwtKeys {
 }
 
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    OpenApiRouter::new()
+    let (router, mut api) = OpenApiRouter::new()
         .routes(routes!(items::list_items, register::inspection_find))
         .routes(routes!(items::get_item))
         .routes(routes!(items::acknowledge))
@@ -72,7 +72,26 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(live::dashboard))
         .routes(routes!(journal::entries))
         .with_state(state)
-        .split_for_parts()
+        .split_for_parts();
+    describe_rebounds(&mut api);
+    (router, api)
+}
+
+/// The rebound window in the OpenAPI text comes from the one constant the rule uses.
+fn describe_rebounds(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{schema::Schema, RefOr};
+    let tally = api
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("Tally"));
+    if let Some(RefOr::T(Schema::Object(tally))) = tally {
+        if let Some(RefOr::T(Schema::Object(rebounds))) = tally.properties.get_mut("rebounds") {
+            rebounds.description = Some(format!(
+                "Items registered again within {REBOUND_WINDOW_DAYS} days of a write-off at the \
+                 same point (防止反弹)."
+            ));
+        }
+    }
 }
 
 impl From<CommandError> for ApiError {
@@ -96,10 +115,6 @@ fn home_district(s: &AppState, caller: &Caller) -> Option<String> {
         _ if caller.org == "*" => None,
         _ => Some(caller.org.clone()),
     }
-}
-
-fn item_json(r: &ItemRow) -> Value {
-    serde_json::to_value(r).unwrap_or_default()
 }
 
 /// An item and its history.
