@@ -230,7 +230,7 @@ mod tests {
 
     use super::*;
 
-    async fn fresh_pool() -> PgPool {
+    async fn fresh_pool() -> crate::db::TestDb {
         crate::db::test_pool("teststore", &[]).await.unwrap()
     }
 

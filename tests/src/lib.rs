@@ -27,10 +27,46 @@ pub fn nats_url() -> String {
 }
 
 pub fn pg_base() -> String {
-    std::env::var("QINGLING_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-        .trim_end_matches('/')
-        .to_string()
+    qingling_shared::db::test_server_url()
+}
+
+/// Every test environment's NATS subject prefix is this and 16 hex digits, so its stream is
+/// `QINGLING_TEST_<16 hex digits>_EVENTS` (see [`is_test_stream`]).
+pub const TEST_NATS_PREFIX: &str = "qingling_test_";
+
+/// Whether `stream` is the stream of a test environment (and so may be swept), and not any other.
+pub fn is_test_stream(stream: &str) -> bool {
+    stream
+        .strip_prefix(&TEST_NATS_PREFIX.to_uppercase())
+        .and_then(|s| s.strip_suffix("_EVENTS"))
+        .is_some_and(|id| {
+            id.len() == 16
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))
+        })
+}
+
+/// Deletes the JetStream stream `stream` (and with it its durable consumers); nothing if there is
+/// no such stream.
+pub async fn delete_stream(nats_url: &str, stream: &str) -> anyhow::Result<()> {
+    use async_nats::jetstream::{context::DeleteStreamErrorKind, ErrorCode};
+    let nc = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(qingling_shared::nats::server_addrs(nats_url)?)
+        .await?;
+    let js = async_nats::jetstream::new(nc);
+    match js.delete_stream(stream).await {
+        Ok(_) => Ok(()),
+        Err(e) => match e.kind() {
+            DeleteStreamErrorKind::JetStream(j)
+                if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(())
+            }
+            _ => Err(anyhow::anyhow!("cannot delete stream {stream}: {e}")),
+        },
+    }
 }
 
 /// The directory holding the built binaries (next to this test's own executable).
@@ -103,8 +139,8 @@ impl TestEnv {
         let id = Uuid::now_v7().simple().to_string();
         TestEnv {
             fixed_addrs: vec![],
-            db_name: format!("qingling_t_{id}"),
-            prefix: format!("t{}", &id[id.len() - 16..]),
+            db_name: format!("{}{id}", qingling_shared::db::TEST_DATABASE_PREFIX),
+            prefix: format!("{TEST_NATS_PREFIX}{}", &id[id.len() - 16..]),
             extra_env: extra
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -345,25 +381,41 @@ impl TestEnv {
         qingling_shared::nats::stream_name(&self.prefix)
     }
 
-    /// Stops the services and removes the database and the JetStream stream.
+    /// Stops the services and removes the database and the JetStream stream (as dropping the
+    /// environment does, but waiting for the services to exit).
     pub async fn cleanup(mut self) {
         for s in &mut self.services {
             s.child.kill().await.ok();
         }
-        let servers = qingling_shared::nats::server_addrs(&self.nats_url).unwrap();
-        if let Ok(nc) = async_nats::connect(servers).await {
-            async_nats::jetstream::new(nc)
-                .delete_stream(self.stream_name())
-                .await
-                .ok();
+    }
+}
+
+/// However a test ends (passed, or failed and unwinding), its services are killed and its
+/// database, JetStream stream and durable consumers are removed.
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for s in &mut self.services {
+            s.child.start_kill().ok();
         }
-        let opts: PgConnectOptions = format!("{}/postgres", pg_base()).parse().unwrap();
-        if let Ok(mut c) = opts.connect().await {
-            let sql = format!("drop database if exists \"{}\" with (force)", self.db_name);
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut c)
-                .await
-                .ok();
+        // Killed processes create nothing more (no stream behind the deletion's back).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        for s in &mut self.services {
+            while matches!(s.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let (nats_url, stream) = (self.nats_url.clone(), self.stream_name());
+        let (server, db) = (pg_base(), self.db_name.clone());
+        let done = qingling_shared::db::run_apart(async move {
+            let stream =
+                tokio::time::timeout(Duration::from_secs(10), delete_stream(&nats_url, &stream))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("NATS did not answer")));
+            let db = qingling_shared::db::drop_database(&server, &db).await;
+            Ok([stream.err(), db.err()])
+        });
+        for e in done.map_or_else(|e| vec![e], |errs| errs.into_iter().flatten().collect()) {
+            eprintln!("test environment {}: clean-up: {e:#}", self.db_name);
         }
     }
 }

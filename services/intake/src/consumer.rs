@@ -147,7 +147,7 @@ mod tests {
 
     use super::*;
 
-    async fn fresh_pool() -> sqlx::PgPool {
+    async fn fresh_pool() -> qingling_shared::db::TestDb {
         qingling_shared::db::test_pool("intake", crate::SPEC.migrations)
             .await
             .unwrap()

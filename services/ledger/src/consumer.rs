@@ -219,7 +219,7 @@ async fn on_dispatched(
 mod tests {
     use super::*;
 
-    async fn fresh_pool() -> sqlx::PgPool {
+    async fn fresh_pool() -> qingling_shared::db::TestDb {
         qingling_shared::db::test_pool("ledger", crate::SPEC.migrations)
             .await
             .unwrap()
