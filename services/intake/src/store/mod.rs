@@ -6,6 +6,12 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+mod metrics;
+mod public;
+
+pub use metrics::{street_metrics, update_metrics};
+pub use public::{public_complaints, PublicFilter, PublicRow};
+
 use crate::domain::{
     month_of, Caller, Counters, Dispatch, Dispatched, MetricFlags, Received, Satisfaction, Status,
 };
@@ -328,138 +334,6 @@ pub async fn lock_complaint(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Opti
     get_complaint(c, id).await
 }
 
-/// Changes a complaint's metric flags (and, with `new_street`, the street it counts for), moving
-/// its contribution between street counters in the same transaction.
-pub async fn update_metrics(
-    c: &mut PgConnection,
-    id: Uuid,
-    new_street: Option<&str>,
-    change: impl FnOnce(&mut MetricFlags),
-) -> sqlx::Result<()> {
-    let row: (String, String, String, bool, bool, bool, bool, Option<String>) = sqlx::query_as(
-        "select district, month, street, counted, responded_on_time, resolved, overdue, satisfaction
-         from complaints where complaint_id = $1 for update",
-    )
-    .bind(id)
-    .fetch_one(&mut *c)
-    .await?;
-    let (district, month, street, counted, responded_on_time, resolved, overdue, satisfaction) =
-        row;
-    let old = MetricFlags {
-        counted,
-        responded_on_time,
-        resolved,
-        overdue,
-        satisfaction: satisfaction.as_deref().and_then(Satisfaction::parse),
-    };
-    let mut new = old.clone();
-    change(&mut new);
-    let to_street = new_street.unwrap_or(&street);
-    if old == new && to_street == street {
-        return Ok(());
-    }
-    bump(
-        c,
-        &district,
-        &month,
-        &street,
-        &Counters::default().minus(&old.counters()),
-    )
-    .await?;
-    bump(c, &district, &month, to_street, &new.counters()).await?;
-    sqlx::query(
-        "update complaints set street = $2, counted = $3, responded_on_time = $4, resolved = $5, overdue = $6, satisfaction = $7
-         where complaint_id = $1",
-    )
-    .bind(id)
-    .bind(to_street)
-    .bind(new.counted)
-    .bind(new.responded_on_time)
-    .bind(new.resolved)
-    .bind(new.overdue)
-    .bind(new.satisfaction.map(|s| s.as_str()))
-    .execute(&mut *c)
-    .await?;
-    Ok(())
-}
-
-async fn bump(
-    c: &mut PgConnection,
-    district: &str,
-    month: &str,
-    street: &str,
-    d: &Counters,
-) -> sqlx::Result<()> {
-    if *d == Counters::default() {
-        return Ok(());
-    }
-    sqlx::query(
-        "insert into street_metrics as m (district, month, street, received, responded_on_time, resolved, followed_up,
-            satisfied, basically_satisfied, dissatisfied, unknown, overdue)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         on conflict (district, month, street) do update set
-            received = m.received + excluded.received,
-            responded_on_time = m.responded_on_time + excluded.responded_on_time,
-            resolved = m.resolved + excluded.resolved,
-            followed_up = m.followed_up + excluded.followed_up,
-            satisfied = m.satisfied + excluded.satisfied,
-            basically_satisfied = m.basically_satisfied + excluded.basically_satisfied,
-            dissatisfied = m.dissatisfied + excluded.dissatisfied,
-            unknown = m.unknown + excluded.unknown,
-            overdue = m.overdue + excluded.overdue",
-    )
-    .bind(district)
-    .bind(month)
-    .bind(street)
-    .bind(d.received)
-    .bind(d.responded_on_time)
-    .bind(d.resolved)
-    .bind(d.followed_up)
-    .bind(d.satisfied)
-    .bind(d.basically_satisfied)
-    .bind(d.dissatisfied)
-    .bind(d.unknown)
-    .bind(d.overdue)
-    .execute(c)
-    .await?;
-    Ok(())
-}
-
-pub async fn street_metrics(
-    c: &mut PgConnection,
-    district: &str,
-    month: &str,
-) -> sqlx::Result<Vec<(String, Counters)>> {
-    type Row = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
-    let rows: Vec<Row> = sqlx::query_as(
-        "select street, received, responded_on_time, resolved, followed_up, satisfied, basically_satisfied, dissatisfied, unknown, overdue
-         from street_metrics where district = $1 and month = $2",
-    )
-    .bind(district)
-    .bind(month)
-    .fetch_all(c)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                r.0,
-                Counters {
-                    received: r.1,
-                    responded_on_time: r.2,
-                    resolved: r.3,
-                    followed_up: r.4,
-                    satisfied: r.5,
-                    basically_satisfied: r.6,
-                    dissatisfied: r.7,
-                    unknown: r.8,
-                    overdue: r.9,
-                },
-            )
-        })
-        .collect())
-}
-
 /// A returned complaint goes back to the operator; a re-dispatch gives it a new street and limits.
 pub async fn redispatch(
     c: &mut PgConnection,
@@ -511,68 +385,4 @@ pub async fn item_acknowledged_at(
         .bind(item_id)
         .fetch_one(c)
         .await
-}
-
-/// A complaint as Open311 shows it: no caller details.
-#[derive(Debug, sqlx::FromRow)]
-pub struct PublicRow {
-    pub complaint_id: Uuid,
-    pub district: String,
-    pub street: String,
-    pub category: String,
-    pub point_id: Uuid,
-    pub point: Value,
-    pub description: String,
-    pub received_at: DateTime<Utc>,
-    pub resolve_by: DateTime<Utc>,
-    pub status: String,
-    pub acknowledged_at: Option<DateTime<Utc>>,
-    /// The latest event that touched the complaint, its own or the ledger's.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// Which complaints to list; `None` does not filter.
-#[derive(Debug, Default)]
-pub struct PublicFilter {
-    pub ids: Option<Vec<Uuid>>,
-    pub district: Option<String>,
-    pub categories: Option<Vec<String>>,
-    pub received_from: Option<DateTime<Utc>>,
-    pub received_to: Option<DateTime<Utc>>,
-    /// Only complaints whose status is (`true`) or is not (`false`) one of `closed_statuses`.
-    pub closed: Option<bool>,
-    pub closed_statuses: Vec<String>,
-    pub limit: i64,
-}
-
-/// Complaints for Open311's `GET requests`, newest first.
-pub async fn public_complaints(
-    c: &mut PgConnection,
-    f: &PublicFilter,
-) -> sqlx::Result<Vec<PublicRow>> {
-    sqlx::query_as(
-        "select c.complaint_id, c.district, c.street, c.category, c.point_id, c.point, c.description,
-                c.received_at, c.resolve_by, c.status, c.acknowledged_at,
-                greatest(c.updated_at, (select max(h.at) from complaint_history h
-                                         where h.complaint_id = c.complaint_id)) as updated_at
-         from complaints c
-         where ($1::uuid[] is null or c.complaint_id = any($1))
-           and ($2::text is null or c.district = $2)
-           and ($3::text[] is null or c.category = any($3))
-           and ($4::timestamptz is null or c.received_at >= $4)
-           and ($5::timestamptz is null or c.received_at <= $5)
-           and ($6::bool is null or (c.status = any($7)) = $6)
-         order by c.received_at desc, c.complaint_id desc
-         limit $8",
-    )
-    .bind(&f.ids)
-    .bind(&f.district)
-    .bind(&f.categories)
-    .bind(f.received_from)
-    .bind(f.received_to)
-    .bind(f.closed)
-    .bind(&f.closed_statuses)
-    .bind(f.limit)
-    .fetch_all(c)
-    .await
 }
