@@ -447,3 +447,77 @@ mod properties {
         }
     }
 }
+
+/// A log as the previous release wrote it (event types and data as text, field for field)
+/// replays into the same item: the typed events read what was stored before they existed.
+#[test]
+fn a_log_in_the_previous_releases_shapes_replays() {
+    use qingling_events::Event;
+    let (i, c1, c2, k) = (
+        "018f0000-0000-7000-8000-000000000001",
+        "018f0000-0000-7000-8000-000000000002",
+        "018f0000-0000-7000-8000-000000000003",
+        "018f0000-0000-7000-8000-000000000004",
+    );
+    let log = [
+        (
+            "item_registered",
+            format!(
+                r#"{{"category":"basement_illegal_residence","complaint_id":"{c1}","description":"有人住","district":"tongzhou","item_id":"{i}","point":{{"basement":"B1","building":"3","community":"某小区"}},"point_id":"018f0000-0000-7000-8000-0000000000aa","rebound_of":null,"resolve_by":"2026-12-05T08:00:00.123456Z","respond_by":"2026-11-29T08:00:00.123456Z","source":"complaint","street":"jiukeshu","urgency":"urgent"}}"#
+            ),
+        ),
+        (
+            "complaint_linked",
+            format!(r#"{{"complaint_id":"{c2}","item_id":"{i}"}}"#),
+        ),
+        (
+            "item_overdue",
+            format!(r#"{{"item_id":"{i}","kind":"respond","street":"jiukeshu"}}"#),
+        ),
+        (
+            "item_acknowledged",
+            format!(r#"{{"item_id":"{i}","street":"jiukeshu"}}"#),
+        ),
+        (
+            "item_closure_pending",
+            format!(
+                r#"{{"closure_id":"{k}","item_id":"{i}","outcome":"unfounded","street":"jiukeshu"}}"#
+            ),
+        ),
+        (
+            "item_written_off",
+            format!(
+                r#"{{"category":"basement_illegal_residence","closure_id":"{k}","district":"tongzhou","item_id":"{i}","kind":"unfounded","point_id":"018f0000-0000-7000-8000-0000000000aa","street":"jiukeshu"}}"#
+            ),
+        ),
+    ];
+    let events: Vec<ItemEvent> = log
+        .iter()
+        .map(|(t, data)| {
+            ItemEvent::from_stored(Uuid::nil(), t, data)
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let item = Item::from_events(&events).unwrap();
+    assert_eq!(item.version, 6);
+    assert_eq!(item.status, ItemStatus::WrittenOff);
+    assert_eq!(
+        item.complaint_ids,
+        [c1.parse::<Uuid>().unwrap(), c2.parse().unwrap()]
+    );
+    assert_eq!(item.overdue, [OverdueKind::Respond]);
+    match &events[5] {
+        ItemEvent::ItemWrittenOff(w) => assert_eq!(w.kind, WriteOffKind::Unfounded),
+        other => panic!("{other:?}"),
+    }
+    // Written back, each event is the text it was read from.
+    for ((t, data), e) in log.iter().zip(&events) {
+        let back = e.to_new_event();
+        assert_eq!(&back.event_type, t);
+        assert_eq!(
+            back.data,
+            serde_json::from_str::<serde_json::Value>(data).unwrap()
+        );
+    }
+}
