@@ -131,11 +131,16 @@ impl Caller {
     /// Which street a read is narrowed to: a street office always to its own, and asking for
     /// another is refused (403); other roles to the street they ask for, if any (whether it is
     /// theirs to read is the caller's district's question).
-    pub fn street_scope(&self, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    /// `verb` says what the read is, for the refusal: `list`, `read`.
+    pub fn street_scope(
+        &self,
+        verb: &str,
+        asked: Option<String>,
+    ) -> Result<Option<String>, ApiError> {
         let asked = asked.filter(|s| !s.is_empty());
         match (self.role, asked) {
             (Role::Street, Some(st)) if st != self.org => Err(ApiError::Forbidden(format!(
-                "street {} may not read street {st}",
+                "street {} may not {verb} street {st}",
                 self.org
             ))),
             (Role::Street, _) => Ok(Some(self.org.clone())),
@@ -235,18 +240,21 @@ mod tests {
     fn a_street_office_reads_its_own_street_only() {
         let street = caller(Role::Street, "jiukeshu");
         let own = Some("jiukeshu".to_string());
-        assert_eq!(street.street_scope(None).unwrap(), own);
-        assert_eq!(street.street_scope(Some(String::new())).unwrap(), own);
-        assert_eq!(street.street_scope(own.clone()).unwrap(), own);
+        assert_eq!(street.street_scope("read", None).unwrap(), own);
+        assert_eq!(
+            street.street_scope("read", Some(String::new())).unwrap(),
+            own
+        );
+        assert_eq!(street.street_scope("read", own.clone()).unwrap(), own);
         assert!(matches!(
-            street.street_scope(Some("songzhuang".into())),
+            street.street_scope("read", Some("songzhuang".into())),
             Err(ApiError::Forbidden(_))
         ));
         for role in [Role::Operator, Role::Reviewer, Role::District] {
             let c = caller(role, "tongzhou");
-            assert_eq!(c.street_scope(None).unwrap(), None);
+            assert_eq!(c.street_scope("read", None).unwrap(), None);
             assert_eq!(
-                c.street_scope(Some("songzhuang".into()))
+                c.street_scope("read", Some("songzhuang".into()))
                     .unwrap()
                     .as_deref(),
                 Some("songzhuang")

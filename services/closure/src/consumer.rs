@@ -10,8 +10,21 @@ use crate::store;
 
 pub struct LedgerEvents;
 
+/// The ledger's event types closure acts on.
+const HANDLED: [&str; 5] = [
+    types::ITEM_REGISTERED,
+    types::ITEM_ACKNOWLEDGED,
+    types::ITEM_CLOSURE_PENDING,
+    types::ITEM_CLOSURE_REJECTED,
+    types::ITEM_WRITTEN_OFF,
+];
+
 impl Apply for LedgerEvents {
     async fn apply(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
+        // Only the types closure acts on are parsed; any other cannot hold the consumer up.
+        if !HANDLED.contains(&ev.event_type.as_str()) {
+            return Ok(());
+        }
         let Some(item) = ItemEvent::from_envelope(ev)? else {
             return Ok(());
         };

@@ -29,7 +29,11 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
     let id = ev
         .stream_id()
         .ok_or_else(|| anyhow::anyhow!("{} is not a closure stream", ev.stream))?;
-    match ClosureEvent::from_own(ev)? {
+    // A type of a newer release (in a mixed deployment) changes nothing here.
+    let Some(event) = ClosureEvent::from_envelope(ev)? else {
+        return Ok(());
+    };
+    match event {
         ClosureEvent::ClosureRequested(r) => {
             if !store::insert_requested(c, &r, &ev.actor, ev.occurred_at).await? {
                 return Err(AlreadyPending(r.item_id).into());

@@ -16,6 +16,15 @@ use crate::store;
 
 pub struct LedgerEvents;
 
+/// The ledger's event types intake acts on.
+const HANDLED: [&str; 5] = [
+    types::ITEM_REGISTERED,
+    types::COMPLAINT_LINKED,
+    types::ITEM_WRITTEN_OFF,
+    types::ITEM_ACKNOWLEDGED,
+    types::ITEM_OVERDUE,
+];
+
 /// The complaint a ledger event names, if it names one.
 fn complaint_of(e: &ItemEvent) -> Option<Uuid> {
     match e {
@@ -27,6 +36,10 @@ fn complaint_of(e: &ItemEvent) -> Option<Uuid> {
 
 impl Apply for LedgerEvents {
     async fn apply(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
+        // Only the types intake acts on are parsed; any other cannot hold the consumer up.
+        if !HANDLED.contains(&ev.event_type.as_str()) {
+            return Ok(());
+        }
         let Some(item) = ItemEvent::from_envelope(ev)? else {
             return Ok(());
         };

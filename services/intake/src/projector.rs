@@ -104,12 +104,14 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
         .stream_id()
         .ok_or_else(|| anyhow::anyhow!("{} is not a complaint stream", ev.stream))?;
     let at = ev.occurred_at;
-    match ComplaintEvent::from_own(ev)? {
-        ComplaintEvent::ComplaintReceived(r) => {
+    // A type of a newer release (in a mixed deployment) is kept in the history only.
+    match ComplaintEvent::from_envelope(ev)? {
+        None => {}
+        Some(ComplaintEvent::ComplaintReceived(r)) => {
             store::insert_received(c, &r, &ev.actor, at).await?
         }
         // The first dispatch and every re-dispatch: the complaint counts for this street afresh.
-        ComplaintEvent::ComplaintDispatched(d) => {
+        Some(ComplaintEvent::ComplaintDispatched(d)) => {
             let dispatch = Dispatch {
                 dispatched_at: d.dispatched_at,
                 respond_by: d.respond_by,
@@ -117,11 +119,11 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
             };
             store::redispatch(c, id, &d.street, &dispatch).await?;
         }
-        ComplaintEvent::ComplaintReturned { .. } => {
+        Some(ComplaintEvent::ComplaintReturned { .. }) => {
             store::set_status(c, id, Status::Returned, None, at).await?;
             store::update_metrics(c, id, None, |f| f.counted = false).await?;
         }
-        ComplaintEvent::FollowUpRecorded { satisfaction, .. } => {
+        Some(ComplaintEvent::FollowUpRecorded { satisfaction, .. }) => {
             store::set_status(c, id, Status::FollowedUp, None, at).await?;
             store::update_metrics(c, id, None, |m| m.satisfaction = Some(satisfaction)).await?;
         }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use qingling_events::closure::ClosureEvent;
-use qingling_events::intake::{types, ComplaintEvent, Dispatched};
+use qingling_events::closure::{self, ClosureEvent};
+use qingling_events::intake::{self, types, ComplaintEvent, Dispatched};
 use qingling_events::Event;
 use qingling_shared::consumer::{applied, apply_logged, apply_span, runs, Apply, Run};
 use qingling_shared::{Envelope, EventMeta};
@@ -27,7 +27,20 @@ enum Foreign {
     Closure(ClosureEvent),
 }
 
+/// The types the ledger acts on; any other (received, follow-up, a newer release's) is not
+/// even parsed, so nothing in it can hold the consumer up.
+const HANDLED: [&str; 5] = [
+    intake::types::COMPLAINT_DISPATCHED,
+    intake::types::COMPLAINT_RETURNED,
+    closure::types::CLOSURE_REQUESTED,
+    closure::types::CLOSURE_APPROVED,
+    closure::types::CLOSURE_REJECTED,
+];
+
 fn foreign(ev: &Envelope) -> anyhow::Result<Option<Foreign>> {
+    if !HANDLED.contains(&ev.event_type.as_str()) {
+        return Ok(None);
+    }
     if let Some(e) = ComplaintEvent::from_envelope(ev)? {
         return Ok(Some(Foreign::Complaint(e)));
     }
@@ -133,8 +146,8 @@ fn settle(ev: &Envelope, result: Result<(), CommandError>) -> anyhow::Result<()>
 async fn register_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Result<()> {
     let mut dispatched = Vec::with_capacity(run.len());
     for ev in run {
-        let d = match ComplaintEvent::from_envelope(ev)? {
-            Some(ComplaintEvent::ComplaintDispatched(d)) => Some(d),
+        let d = match foreign(ev)? {
+            Some(Foreign::Complaint(ComplaintEvent::ComplaintDispatched(d))) => Some(d),
             _ => None,
         };
         dispatched.push((*ev, d));
@@ -345,5 +358,43 @@ mod tests {
     #[tokio::test]
     async fn dispatches_one_by_one_link_repeat_calls_and_find_rebounds() {
         repeat_calls_link_and_rebounds_are_found(Path::OneByOne).await;
+    }
+
+    /// A newer release's event type, and a type the ledger does not act on even with data it
+    /// could not parse, are consumed without effect: they cannot hold the consumer up.
+    #[tokio::test]
+    async fn types_the_ledger_does_not_act_on_are_passed_over() {
+        let pool = fresh_pool().await;
+        let meta = EventMeta::from_request("operator-tongzhou", Uuid::now_v7());
+        let odd = |event_type: &str| {
+            let e = qingling_shared::NewEvent {
+                event_type: event_type.to_string(),
+                data: serde_json::json!({"complaint_id": "not an id"}),
+            };
+            qingling_shared::store::prepare(&intake::stream(Uuid::now_v7()), 2, &[e], &meta)
+                .remove(0)
+        };
+        let events = [
+            odd("complaint_escalated"),
+            odd(intake::types::FOLLOW_UP_RECORDED),
+            odd(intake::types::COMPLAINT_RECEIVED),
+        ];
+        let mut tx = pool.begin().await.unwrap();
+        for path in [Path::Run, Path::OneByOne] {
+            deliver(&mut tx, path, &events).await;
+        }
+        let written: i64 = sqlx::query_scalar("select count(*) from events")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(written, 0);
+        // A type it acts on, malformed, is an error (retried, not silently dropped).
+        let handler = Events {
+            relay_wake: Arc::new(Notify::new()),
+        };
+        assert!(handler
+            .apply(&mut tx, &odd(intake::types::COMPLAINT_DISPATCHED))
+            .await
+            .is_err());
     }
 }

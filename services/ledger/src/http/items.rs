@@ -183,7 +183,7 @@ pub(super) async fn list_items(
 ) -> Result<Json<ItemPage>, ApiError> {
     caller.require(&[Role::Street, Role::Reviewer, Role::District, Role::Operator])?;
     let district = home_district(&s, &caller);
-    let street = match caller.street_scope(q.street)? {
+    let street = match caller.street_scope("list", q.street)? {
         Some(st) if caller.role == Role::Street => Some(st),
         Some(st) if s.orgs.district_of(&st).is_none() => {
             return Err(ApiError::invalid_field(

@@ -27,7 +27,7 @@ pub(super) async fn entries(
     QueryParams(q): QueryParams<EntriesQuery>,
 ) -> Result<Response, ApiError> {
     let district = readable_district(&s, &caller, q.district)?;
-    let street = match caller.street_scope(q.street)? {
+    let street = match caller.street_scope("read", q.street)? {
         Some(st) if caller.role != Role::Street && s.orgs.street(&district, &st).is_none() => {
             return Err(ApiError::invalid_field(
                 "street",
