@@ -31,6 +31,18 @@ pub enum ItemEvent {
         complaint_id: Uuid,
         street: String,
     },
+    /// A return (退单) that reached the item after it was acknowledged: the ledger, which owns the
+    /// item, refuses it; the complaint stays on the item, with the street.
+    ComplaintReturnRefused {
+        item_id: Uuid,
+        complaint_id: Uuid,
+        street: String,
+        reason: String,
+        /// When the item was acknowledged, and the limits it had missed: what the complaint's
+        /// metrics missed while it counted as returned.
+        acknowledged_at: Option<DateTime<Utc>>,
+        overdue: Vec<OverdueKind>,
+    },
     /// 签收: the street took it on.
     ItemAcknowledged { item_id: Uuid, street: String },
     /// The closure service accepted a write-off request for the item.
@@ -74,6 +86,13 @@ pub enum ItemEvent {
         until: DateTime<Utc>,
         reason: String,
     },
+    /// A write-off withdrew the pending extension request.
+    ExtensionWithdrawn {
+        item_id: Uuid,
+        street: String,
+        until: DateTime<Utc>,
+        reason: String,
+    },
 }
 
 /// The wire names of the family's event types.
@@ -81,6 +100,7 @@ pub mod types {
     pub const ITEM_REGISTERED: &str = "item_registered";
     pub const COMPLAINT_LINKED: &str = "complaint_linked";
     pub const COMPLAINT_UNLINKED: &str = "complaint_unlinked";
+    pub const COMPLAINT_RETURN_REFUSED: &str = "complaint_return_refused";
     pub const ITEM_ACKNOWLEDGED: &str = "item_acknowledged";
     pub const ITEM_CLOSURE_PENDING: &str = "item_closure_pending";
     pub const ITEM_CLOSURE_REJECTED: &str = "item_closure_rejected";
@@ -89,12 +109,14 @@ pub mod types {
     pub const EXTENSION_REQUESTED: &str = "extension_requested";
     pub const EXTENSION_APPROVED: &str = "extension_approved";
     pub const EXTENSION_REJECTED: &str = "extension_rejected";
+    pub const EXTENSION_WITHDRAWN: &str = "extension_withdrawn";
 }
 
 event_family!(ItemEvent {
     ItemRegistered => types::ITEM_REGISTERED,
     ComplaintLinked => types::COMPLAINT_LINKED,
     ComplaintUnlinked => types::COMPLAINT_UNLINKED,
+    ComplaintReturnRefused => types::COMPLAINT_RETURN_REFUSED,
     ItemAcknowledged => types::ITEM_ACKNOWLEDGED,
     ItemClosurePending => types::ITEM_CLOSURE_PENDING,
     ItemClosureRejected => types::ITEM_CLOSURE_REJECTED,
@@ -103,6 +125,7 @@ event_family!(ItemEvent {
     ExtensionRequested => types::EXTENSION_REQUESTED,
     ExtensionApproved => types::EXTENSION_APPROVED,
     ExtensionRejected => types::EXTENSION_REJECTED,
+    ExtensionWithdrawn => types::EXTENSION_WITHDRAWN,
 });
 
 impl ItemEvent {
@@ -112,13 +135,15 @@ impl ItemEvent {
             ItemEvent::ItemWrittenOff(w) => w.item_id,
             ItemEvent::ComplaintLinked { item_id, .. }
             | ItemEvent::ComplaintUnlinked { item_id, .. }
+            | ItemEvent::ComplaintReturnRefused { item_id, .. }
             | ItemEvent::ItemAcknowledged { item_id, .. }
             | ItemEvent::ItemClosurePending { item_id, .. }
             | ItemEvent::ItemClosureRejected { item_id, .. }
             | ItemEvent::ItemOverdue { item_id, .. }
             | ItemEvent::ExtensionRequested { item_id, .. }
             | ItemEvent::ExtensionApproved { item_id, .. }
-            | ItemEvent::ExtensionRejected { item_id, .. } => *item_id,
+            | ItemEvent::ExtensionRejected { item_id, .. }
+            | ItemEvent::ExtensionWithdrawn { item_id, .. } => *item_id,
         }
     }
 }
@@ -291,6 +316,15 @@ mod tests {
             (
                 "extension_rejected",
                 json!({"item_id": i, "street": "jiukeshu", "until": "2026-12-20T00:00:00Z", "reason": "no"}),
+            ),
+            (
+                "extension_withdrawn",
+                json!({"item_id": i, "street": "jiukeshu", "until": "2026-12-20T00:00:00Z", "reason": "住户多"}),
+            ),
+            (
+                "complaint_return_refused",
+                json!({"item_id": i, "complaint_id": c, "street": "jiukeshu", "reason": "已签收",
+                    "acknowledged_at": "2026-11-28T09:00:00Z", "overdue": ["respond"]}),
             ),
         ];
         let mut seen = std::collections::BTreeSet::new();

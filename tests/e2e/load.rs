@@ -245,7 +245,25 @@ pub async fn assert_each_once(
         .unwrap();
     assert_eq!(offs.len(), approvals.len());
     assert!(offs.iter().all(|(c, n)| *n == 1 && approvals.contains(c)));
-    // The summary agrees with the journal, and open = registered - written off everywhere.
+    let s = assert_summary_agrees_with_journal(env).await;
+    assert_eq!(
+        s["written_off_total"].as_u64().unwrap() as usize,
+        approvals.len()
+    );
+    // Nothing is owed to NATS.
+    for svc in ["intake", "ledger", "closure"] {
+        let (cursor, head): (i64, i64) = sqlx::query_as("select (select position from relay_cursor), (select coalesce(max(position), 0) from events)")
+            .fetch_one(&mut env.db(svc).await)
+            .await
+            .unwrap();
+        assert_eq!(cursor, head, "{svc} published its whole log");
+    }
+    approvals
+}
+
+/// The summary agrees with the journal, and open = registered - written off in every street.
+/// Returns the summary.
+pub async fn assert_summary_agrees_with_journal(env: &TestEnv) -> Value {
     let s = crate::summary(env).await;
     let journal: Vec<(String, String, i64)> =
         sqlx::query_as("select street, kind, count(*) from journal group by 1, 2")
@@ -276,17 +294,5 @@ pub async fn assert_each_once(
             n("registration") - n("write_off")
         );
     }
-    assert_eq!(
-        s["written_off_total"].as_u64().unwrap() as usize,
-        approvals.len()
-    );
-    // Nothing is owed to NATS.
-    for svc in ["intake", "ledger", "closure"] {
-        let (cursor, head): (i64, i64) = sqlx::query_as("select (select position from relay_cursor), (select coalesce(max(position), 0) from events)")
-            .fetch_one(&mut env.db(svc).await)
-            .await
-            .unwrap();
-        assert_eq!(cursor, head, "{svc} published its whole log");
-    }
-    approvals
+    s
 }

@@ -15,6 +15,7 @@ mod main_path;
 mod open311;
 mod openapi;
 mod operations;
+mod owner;
 mod races;
 mod rebuild;
 mod scale;
@@ -104,6 +105,28 @@ pub async fn write_off(env: &TestEnv, street: &str, item: &str) {
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     item_status(env, item, "written_off").await;
+}
+
+/// 改派 of a returned complaint, once the ledger has taken the return (until then intake answers
+/// 409: the ledger may still refuse it).
+pub async fn redispatch(env: &TestEnv, complaint: &str, street: &str) -> Value {
+    let op = env.token(Role::Operator, "tongzhou");
+    eventually("the ledger to take the return", WAIT, || async {
+        let (status, v) = env
+            .post(
+                "intake",
+                &format!("/v1/complaints/{complaint}/dispatch"),
+                &op,
+                &serde_json::json!({ "street": street }),
+            )
+            .await;
+        match status {
+            StatusCode::OK => Some(v),
+            StatusCode::CONFLICT if v["detail"].as_str()?.contains("not yet taken") => None,
+            other => panic!("re-dispatch answered {other}: {v}"),
+        }
+    })
+    .await
 }
 
 /// 签收: the street acknowledges its item.

@@ -17,9 +17,11 @@ use crate::store;
 pub struct LedgerEvents;
 
 /// The ledger's event types intake acts on.
-const HANDLED: [&str; 5] = [
+const HANDLED: [&str; 7] = [
     types::ITEM_REGISTERED,
     types::COMPLAINT_LINKED,
+    types::COMPLAINT_UNLINKED,
+    types::COMPLAINT_RETURN_REFUSED,
     types::ITEM_WRITTEN_OFF,
     types::ITEM_ACKNOWLEDGED,
     types::ITEM_OVERDUE,
@@ -44,6 +46,43 @@ impl Apply for LedgerEvents {
             return Ok(());
         };
         let item_id = item.item_id();
+        // The ledger's word on a return: taken (the complaint left the item) or refused.
+        match &item {
+            ItemEvent::ComplaintUnlinked { complaint_id, .. } => {
+                for (id, _) in store::complaints_for_update(c, &[*complaint_id], None).await? {
+                    store::insert_history(c, id, ev).await?;
+                    store::set_return_pending(c, id, false).await?;
+                }
+                return Ok(());
+            }
+            ItemEvent::ComplaintReturnRefused {
+                complaint_id,
+                acknowledged_at,
+                overdue,
+                ..
+            } => {
+                for (id, status) in store::complaints_for_update(c, &[*complaint_id], None).await? {
+                    store::insert_history(c, id, ev).await?;
+                    store::set_return_pending(c, id, false).await?;
+                    if status != Status::Returned {
+                        continue;
+                    }
+                    // Back with the street, on its item, counted as before the return, with what
+                    // the item went through meanwhile.
+                    store::set_status(c, id, Status::Registered, Some(item_id), ev.occurred_at)
+                        .await?;
+                    store::update_metrics(c, id, None, |f| f.counted = true).await?;
+                    if let Some(at) = acknowledged_at {
+                        store::set_acknowledged(c, id, *at).await?;
+                    }
+                    if !overdue.is_empty() {
+                        store::update_metrics(c, id, None, |f| f.overdue = true).await?;
+                    }
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
         // The complaints concerned: named by the event, or all those on the item.
         let (ids, by_item) = match &item {
             ItemEvent::ItemRegistered(_) | ItemEvent::ComplaintLinked { .. } => {
@@ -60,7 +99,12 @@ impl Apply for LedgerEvents {
         for (id, status) in store::complaints_for_update(c, &ids, by_item).await? {
             store::insert_history(c, id, ev).await?;
             if status == Status::Returned {
-                // Back with the operator: the old item's news no longer concerns it.
+                // Back with the operator: the old item's news no longer concerns it, except
+                // that a write-off as returned is the ledger taking the return.
+                if matches!(&item, ItemEvent::ItemWrittenOff(w) if w.kind == WriteOffKind::Returned)
+                {
+                    store::set_return_pending(c, id, false).await?;
+                }
                 continue;
             }
             if let Some(next) = status.after_ledger_event(&item) {

@@ -18,10 +18,16 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     name: "intake",
     addr_var: "QINGLING_INTAKE_ADDR",
     default_addr: "127.0.0.1:8081",
-    migrations: &[(
-        "0002_complaints",
-        include_str!("../../../migrations/intake/0002_complaints.sql"),
-    )],
+    migrations: &[
+        (
+            "0002_complaints",
+            include_str!("../../../migrations/intake/0002_complaints.sql"),
+        ),
+        (
+            "0003_return_pending",
+            include_str!("../../../migrations/intake/0003_return_pending.sql"),
+        ),
+    ],
     listens_to: &["ledger"],
     description: "Complaints (接诉), dispatch (派单), returns, follow-up (回访), monthly street metrics, and Open311 GeoReport v2.",
 };

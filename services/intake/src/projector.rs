@@ -121,6 +121,7 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
         }
         Some(ComplaintEvent::ComplaintReturned { .. }) => {
             store::set_status(c, id, Status::Returned, None, at).await?;
+            store::set_return_pending(c, id, true).await?;
             store::update_metrics(c, id, None, |f| f.counted = false).await?;
         }
         Some(ComplaintEvent::FollowUpRecorded { satisfaction, .. }) => {

@@ -60,9 +60,14 @@ impl Apply for Events {
                 ..
             })) => match store::open_item_of_complaint(c, complaint_id).await? {
                 Some(item_id) => {
-                    app::execute(c, item_id, &meta, |i| i.returned(complaint_id, &street))
-                        .await
-                        .map(drop)
+                    let acknowledged_at = store::get_item(c, item_id)
+                        .await?
+                        .and_then(|row| row.acknowledged_at);
+                    app::execute(c, item_id, &meta, |i| {
+                        i.returned(complaint_id, &street, acknowledged_at)
+                    })
+                    .await
+                    .map(drop)
                 }
                 None => Ok(()),
             },

@@ -168,6 +168,21 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
                 .execute(&mut *c)
                 .await?;
         }
+        ItemEvent::ExtensionWithdrawn {
+            item_id,
+            until,
+            reason,
+            ..
+        } => {
+            sqlx::query("update items set extension = $2, updated_at = $3 where item_id = $1")
+                .bind(item_id)
+                .bind(serde_json::json!({"status": "withdrawn", "until": until, "reason": reason}))
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+        }
+        // The item does not change: the complaint stays on it.
+        ItemEvent::ComplaintReturnRefused { .. } => {}
         ItemEvent::ExtensionApproved {
             item_id,
             until,

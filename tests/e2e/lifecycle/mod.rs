@@ -95,7 +95,7 @@ async fn a_returned_complaint_is_cancelled_on_the_ledger_and_registered_afresh_w
             &json!({"reason": "不属于本辖区"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{returned}");
+    assert_eq!(status, StatusCode::ACCEPTED, "{returned}");
     assert_eq!(returned["status"], "returned");
     let old = item_status(&env, &item, "written_off").await;
     assert_eq!(old["write_off_kind"], "returned");
@@ -121,15 +121,7 @@ async fn a_returned_complaint_is_cancelled_on_the_ledger_and_registered_afresh_w
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
-    let (status, v) = env
-        .post(
-            "intake",
-            &format!("/v1/complaints/{cid}/dispatch"),
-            &op,
-            &json!({"street": "yongshun"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
+    let v = crate::redispatch(&env, &cid, "yongshun").await;
     assert_eq!(
         (v["status"].as_str(), v["street"].as_str()),
         (Some("dispatched"), Some("yongshun"))
@@ -441,7 +433,7 @@ async fn a_return_leaves_an_item_that_other_calls_or_another_street_still_hold()
             &json!({"reason": "不属于本辖区"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::ACCEPTED);
     let detail = eventually("the returned call to leave the item", WAIT, || async {
         let (_, i) = env
             .get("ledger", &format!("/v1/ledger/items/{item}"), &dist)
@@ -476,7 +468,7 @@ async fn a_return_leaves_an_item_that_other_calls_or_another_street_still_hold()
             &json!({"reason": "地址有误"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::ACCEPTED);
     let done = item_status(&env, &item, "written_off").await;
     assert_eq!(done["write_off_kind"], "returned");
     env.cleanup().await;

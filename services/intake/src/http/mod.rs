@@ -247,20 +247,21 @@ struct ReturnBody {
     params(("id" = Uuid, Path, description = "complaint id")),
     request_body = ReturnBody,
     responses(
-        (status = 200, description = "returned to the operator", body = ComplaintView),
+        (status = 202, description = "returned to the operator, subject to the ledger's word: a return that reaches an item already acknowledged is refused, and the complaint's status and history then show it", body = ComplaintView),
         (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
         qingling_shared::openapi::AuthRefusals,
         (status = 404, description = "no such complaint", body = qingling_shared::openapi::Problem),
         (status = 409, description = "not allowed in the complaint's current state", body = qingling_shared::openapi::Problem),
         (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
     ))]
-/// 退单: the street sends back a complaint that is not its own, before acknowledging it.
+/// 退单: the street sends back a complaint that is not its own, before acknowledging it. 202: the
+/// ledger, which owns the item, has the last word.
 async fn return_complaint(
     State(s): State<AppState>,
     caller: Caller,
     PathId(id): PathId,
     JsonBody(body): JsonBody<ReturnBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(&[Role::Street])?;
     let reason = body
         .reason
@@ -283,6 +284,7 @@ async fn return_complaint(
         }])
     })
     .await
+    .map(|answer| (StatusCode::ACCEPTED, answer))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -331,6 +333,12 @@ async fn redispatch(
                 "the complaint is {}; only a returned complaint can be re-dispatched",
                 row.status
             )));
+        }
+        if row.return_pending {
+            return Err(ApiError::conflict(
+                "the ledger has not yet taken the return (it refuses one that reaches an item \
+                 already acknowledged); try again shortly",
+            ));
         }
         let urgency = Urgency::parse(&row.urgency).unwrap_or_default();
         let (respond_by, resolve_by) = domain::deadlines(&limits, urgency, now);

@@ -36,6 +36,8 @@ pub struct ComplaintRow {
     pub caller_phone: Option<String>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub satisfaction: Option<String>,
+    /// Returned, and the ledger has not yet taken or refused the return.
+    pub return_pending: bool,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -255,7 +257,8 @@ pub async fn get_complaint(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Optio
     sqlx::query_as(
         "select c.complaint_id, c.district, c.street, c.category, c.urgency, c.point_id, c.point, c.description,
                 c.received_at, c.dispatched_at, c.respond_by, c.resolve_by, c.status, c.item_id,
-                k.name as caller_name, k.phone as caller_phone, c.acknowledged_at, c.satisfaction
+                k.name as caller_name, k.phone as caller_phone, c.acknowledged_at, c.satisfaction,
+                c.return_pending
          from complaints c left join callers k using (complaint_id) where c.complaint_id = $1",
     )
     .bind(id)
@@ -326,6 +329,16 @@ pub async fn set_status(
 }
 
 /// Locks a complaint row for a command on it.
+/// Marks a return as waiting for the ledger's word (true) or answered (false).
+pub async fn set_return_pending(c: &mut PgConnection, id: Uuid, pending: bool) -> sqlx::Result<()> {
+    sqlx::query("update complaints set return_pending = $2 where complaint_id = $1")
+        .bind(id)
+        .bind(pending)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
 pub async fn lock_complaint(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ComplaintRow>> {
     sqlx::query("select 1 from complaints where complaint_id = $1 for update")
         .bind(id)

@@ -45,6 +45,8 @@ pub enum ExtensionStatus {
     Pending,
     Approved,
     Rejected,
+    /// A write-off took the item off the ledger before the request was decided.
+    Withdrawn,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +170,15 @@ impl Item {
                     reason: reason.clone(),
                 })
             }
+            ItemEvent::ExtensionWithdrawn { until, reason, .. } => {
+                self.extension = Some(Extension {
+                    status: ExtensionStatus::Withdrawn,
+                    until: *until,
+                    reason: reason.clone(),
+                })
+            }
+            // The complaint stays on the item; nothing about the item changes.
+            ItemEvent::ComplaintReturnRefused { .. } => {}
         }
     }
 
@@ -291,6 +302,7 @@ impl Item {
         match &self.pending_closure {
             Some((id, outcome)) if *id == closure_id => {
                 let mut out = self.check_deadlines(now);
+                out.extend(self.withdraw_extension());
                 out.push(self.write_off((*outcome).into(), Some(closure_id)));
                 Ok(out)
             }
@@ -323,6 +335,7 @@ impl Item {
         &self,
         complaint_id: Uuid,
         by_street: &str,
+        acknowledged_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<ItemEvent>, DomainError> {
         if !self.is_open() {
             return Err(self.state_conflict("be returned"));
@@ -333,6 +346,21 @@ impl Item {
                 self.id
             )));
         }
+        // The owner's last word: once the street took the item on, a return that reaches it
+        // (intake decided on its own, older view) is refused, and recorded so intake learns it.
+        if self.status != ItemStatus::Registered {
+            return Ok(vec![ItemEvent::ComplaintReturnRefused {
+                item_id: self.id,
+                complaint_id,
+                street: by_street.to_string(),
+                reason: format!(
+                    "item {} was already acknowledged (签收); it can no longer be returned",
+                    self.id
+                ),
+                acknowledged_at,
+                overdue: self.overdue.clone(),
+            }]);
+        }
         if self.complaint_ids.len() > 1 || by_street != self.street {
             return Ok(vec![ItemEvent::ComplaintUnlinked {
                 item_id: self.id,
@@ -340,7 +368,24 @@ impl Item {
                 street: by_street.to_string(),
             }]);
         }
-        Ok(vec![self.write_off(WriteOffKind::Returned, None)])
+        let mut out = self.withdraw_extension();
+        out.push(self.write_off(WriteOffKind::Returned, None));
+        Ok(out)
+    }
+
+    /// A write-off withdraws a pending extension request: nobody is left to decide it.
+    fn withdraw_extension(&self) -> Vec<ItemEvent> {
+        match &self.extension {
+            Some(e) if e.status == ExtensionStatus::Pending => {
+                vec![ItemEvent::ExtensionWithdrawn {
+                    item_id: self.id,
+                    street: self.street.clone(),
+                    until: e.until,
+                    reason: e.reason.clone(),
+                }]
+            }
+            _ => vec![],
+        }
     }
 
     /// 延期申请: once, before resolve-by, to a later date, with a reason.
@@ -367,7 +412,7 @@ impl Item {
                         self.id
                     )))
                 }
-                ExtensionStatus::Rejected => {}
+                ExtensionStatus::Rejected | ExtensionStatus::Withdrawn => {}
             }
         }
         let resolve_by = self.resolve_by.ok_or_else(|| {

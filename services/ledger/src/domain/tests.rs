@@ -324,10 +324,11 @@ fn a_return_writes_the_item_off_as_returned() {
     let id = Uuid::now_v7();
     let item = given(vec![registered(id)]);
     assert!(
-        item.returned(Uuid::from_u128(99), "jiukeshu").is_err(),
+        item.returned(Uuid::from_u128(99), "jiukeshu", None)
+            .is_err(),
         "not this item's complaint"
     );
-    let unlinked = item.returned(Uuid::from_u128(1), "yongshun").unwrap();
+    let unlinked = item.returned(Uuid::from_u128(1), "yongshun", None).unwrap();
     assert!(
         matches!(&unlinked[..], [ItemEvent::ComplaintUnlinked { .. }]),
         "another street's return leaves the item open"
@@ -335,22 +336,123 @@ fn a_return_writes_the_item_off_as_returned() {
     let mut shared = vec![registered(id)];
     shared.extend(item.link(Uuid::from_u128(2)).unwrap());
     let leaves = given(shared)
-        .returned(Uuid::from_u128(2), "jiukeshu")
+        .returned(Uuid::from_u128(2), "jiukeshu", None)
         .unwrap();
     assert!(
         matches!(&leaves[..], [ItemEvent::ComplaintUnlinked { .. }]),
         "a repeat call's return leaves the problem on the ledger"
     );
-    let events = item.returned(Uuid::from_u128(1), "jiukeshu").unwrap();
+    let events = item.returned(Uuid::from_u128(1), "jiukeshu", None).unwrap();
     assert!(
         matches!(&events[..], [ItemEvent::ItemWrittenOff(w)] if w.kind == WriteOffKind::Returned && w.closure_id.is_none())
     );
     let mut h = vec![registered(id)];
     h.extend(events);
     assert!(
-        given(h).returned(Uuid::from_u128(1), "jiukeshu").is_err(),
+        given(h)
+            .returned(Uuid::from_u128(1), "jiukeshu", None)
+            .is_err(),
         "returned once"
     );
+}
+
+#[test]
+fn a_return_after_acknowledgement_is_refused_and_recorded() {
+    let id = Uuid::now_v7();
+    let at = hours(2);
+    let mut h = vec![registered(id)];
+    h.extend(given(h.clone()).check_deadlines(hours(25)));
+    h.push(ItemEvent::ItemAcknowledged {
+        item_id: id,
+        street: "jiukeshu".into(),
+    });
+    let item = given(h.clone());
+    let refused = item
+        .returned(Uuid::from_u128(1), "jiukeshu", Some(at))
+        .unwrap();
+    match &refused[..] {
+        [ItemEvent::ComplaintReturnRefused {
+            complaint_id,
+            acknowledged_at,
+            overdue,
+            ..
+        }] => {
+            assert_eq!(*complaint_id, Uuid::from_u128(1));
+            assert_eq!(*acknowledged_at, Some(at));
+            assert_eq!(overdue, &[OverdueKind::Respond]);
+        }
+        other => panic!("{other:?}"),
+    }
+    h.extend(refused);
+    let after = given(h);
+    assert_eq!(
+        after.status,
+        ItemStatus::Acknowledged,
+        "the item stays taken on"
+    );
+    assert_eq!(
+        after.complaint_ids,
+        [Uuid::from_u128(1)],
+        "and keeps its complaint"
+    );
+    // The same for a repeat call's return, and while a write-off request is pending.
+    let mut h = pending(id, Uuid::from_u128(9));
+    h.extend(given(h.clone()).link(Uuid::from_u128(2)).unwrap());
+    assert!(matches!(
+        &given(h)
+            .returned(Uuid::from_u128(2), "jiukeshu", None)
+            .unwrap()[..],
+        [ItemEvent::ComplaintReturnRefused { .. }]
+    ));
+}
+
+#[test]
+fn a_write_off_withdraws_a_pending_extension_request() {
+    let id = Uuid::now_v7();
+    let closure = Uuid::from_u128(9);
+    let mut h = pending(id, closure);
+    h.extend(
+        given(h.clone())
+            .request_extension(hours(24 * 10), "住户多", hours(1))
+            .unwrap(),
+    );
+    let events = given(h.clone())
+        .closure_approved(closure, hours(2))
+        .unwrap();
+    assert!(matches!(
+        &events[..],
+        [
+            ItemEvent::ExtensionWithdrawn { .. },
+            ItemEvent::ItemWrittenOff(_)
+        ]
+    ));
+    h.extend(events);
+    let done = given(h);
+    assert_eq!(
+        done.extension.as_ref().unwrap().status,
+        ExtensionStatus::Withdrawn
+    );
+    assert!(done.approve_extension().is_err(), "nothing left to decide");
+    // A return's write-off too; with nothing pending, nothing is withdrawn.
+    let mut h = vec![registered(id)];
+    h.extend(
+        given(h.clone())
+            .request_extension(hours(24 * 10), "住户多", hours(1))
+            .unwrap(),
+    );
+    assert!(matches!(
+        &given(h)
+            .returned(Uuid::from_u128(1), "jiukeshu", None)
+            .unwrap()[..],
+        [
+            ItemEvent::ExtensionWithdrawn { .. },
+            ItemEvent::ItemWrittenOff(_)
+        ]
+    ));
+    let events = given(pending(id, closure))
+        .closure_approved(closure, hours(2))
+        .unwrap();
+    assert!(matches!(&events[..], [ItemEvent::ItemWrittenOff(_)]));
 }
 
 /// Random sequences of commands never break the item's invariants.
@@ -412,7 +514,7 @@ mod properties {
                     Cmd::Reject(n) => item.closure_rejected(Uuid::from_u128(n), "r"),
                     Cmd::Approve(n, h) => item.closure_approved(Uuid::from_u128(n), at(h)),
                     Cmd::Deadlines(h) => Ok(item.check_deadlines(at(h))),
-                    Cmd::Return(n) => item.returned(Uuid::from_u128(n), "jiukeshu"),
+                    Cmd::Return(n) => item.returned(Uuid::from_u128(n), "jiukeshu", None),
                     Cmd::Extend(now, until) => item.request_extension(at(until), "原因", at(now)),
                     Cmd::ApproveExtension => item.approve_extension(),
                     Cmd::RejectExtension => item.reject_extension("理由"),
@@ -437,6 +539,16 @@ mod properties {
                 // A written-off item is the last word: nothing after it.
                 if let Some(pos) = history.iter().position(|e| matches!(e, ItemEvent::ItemWrittenOff(_))) {
                     prop_assert_eq!(pos, history.len() - 1);
+                }
+                // A write-off leaves no extension request pending.
+                if now.status == ItemStatus::WrittenOff {
+                    let pending = matches!(&now.extension, Some(Extension { status: ExtensionStatus::Pending, .. }));
+                    prop_assert!(!pending, "{:?}", history);
+                }
+                // A return never takes off an item the street had taken on.
+                if acks == 1 {
+                    let returned = history.iter().any(|e| matches!(e, ItemEvent::ItemWrittenOff(w) if w.kind == WriteOffKind::Returned));
+                    prop_assert!(!returned, "{:?}", history);
                 }
                 // An approved extension moved resolve-by to its date, later than the original.
                 if let Some(Extension { status: ExtensionStatus::Approved, until, .. }) = &now.extension {

@@ -150,7 +150,7 @@ impl Fold {
             _ => {}
         }
         // The other events change an item, if it exists (as the SQL updates would).
-        let Some(i) = self.items.get_mut(&ev_item(&ev)) else {
+        let Some(i) = self.items.get_mut(&ev.item_id()) else {
             return Ok(());
         };
         match ev {
@@ -186,6 +186,11 @@ impl Fold {
                 i.extension = Some(extension("approved", until, &reason));
                 i.resolve_by = Some(until);
             }
+            ItemEvent::ExtensionWithdrawn { until, reason, .. } => {
+                i.extension = Some(extension("withdrawn", until, &reason))
+            }
+            // The item does not change (nor its updated_at, as live).
+            ItemEvent::ComplaintReturnRefused { .. } => return Ok(()),
             ItemEvent::ItemRegistered(_) | ItemEvent::ItemWrittenOff(_) => unreachable!(),
         }
         i.updated_at = at;
@@ -197,22 +202,6 @@ fn extension(status: &str, until: DateTime<Utc>, reason: &str) -> Box<str> {
     serde_json::json!({"status": status, "until": until, "reason": reason})
         .to_string()
         .into()
-}
-
-fn ev_item(ev: &ItemEvent) -> Uuid {
-    match ev {
-        ItemEvent::ItemRegistered(r) => r.item_id,
-        ItemEvent::ItemWrittenOff(w) => w.item_id,
-        ItemEvent::ComplaintLinked { item_id, .. }
-        | ItemEvent::ComplaintUnlinked { item_id, .. }
-        | ItemEvent::ItemAcknowledged { item_id, .. }
-        | ItemEvent::ItemClosurePending { item_id, .. }
-        | ItemEvent::ItemClosureRejected { item_id, .. }
-        | ItemEvent::ItemOverdue { item_id, .. }
-        | ItemEvent::ExtensionRequested { item_id, .. }
-        | ItemEvent::ExtensionApproved { item_id, .. }
-        | ItemEvent::ExtensionRejected { item_id, .. } => *item_id,
-    }
 }
 
 /// CSV for `COPY … (format csv)`: every value quoted, so only an unquoted empty field is null.
