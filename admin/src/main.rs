@@ -104,12 +104,12 @@ fn keys(dev: bool) -> anyhow::Result<JwtKeys> {
 }
 
 fn mint(keys: &JwtKeys, role: Role, org: &str, sub: &str, ttl: Duration) -> String {
-    keys.mint(&Claims {
-        sub: sub.into(),
+    keys.mint(&Claims::new(
+        sub,
         role,
-        org: org.into(),
-        exp: chrono::Utc::now().timestamp() + ttl.as_secs() as i64,
-    })
+        org,
+        chrono::Utc::now().timestamp() + ttl.as_secs() as i64,
+    ))
 }
 
 fn token(args: &[String]) -> anyhow::Result<()> {

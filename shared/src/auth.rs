@@ -39,16 +39,48 @@ pub struct Claims {
     pub role: Role,
     pub org: String,
     pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
+impl Claims {
+    pub fn new(sub: &str, role: Role, org: &str, exp: i64) -> Claims {
+        Claims {
+            sub: sub.into(),
+            role,
+            org: org.into(),
+            exp,
+            iat: None,
+            nbf: None,
+        }
+    }
+}
+
+/// How far ahead of this clock an issuer's may be (`iat`, `nbf`).
+const CLOCK_SKEW: i64 = 60;
+
+/// The shortest signing secret a service accepts (CONTRACT §13).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The longest a token may still be valid for, unless `QINGLING_MAX_TOKEN_TTL` says otherwise.
+pub const DEFAULT_MAX_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
 #[derive(Clone)]
-pub struct JwtKeys(Arc<(EncodingKey, DecodingKey)>);
+pub struct JwtKeys(Arc<(EncodingKey, DecodingKey, i64)>);
 
 impl JwtKeys {
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_max_ttl(secret, DEFAULT_MAX_TOKEN_TTL)
+    }
+
+    /// Keys that refuse a token valid for longer than `max_ttl` from now.
+    pub fn with_max_ttl(secret: &[u8], max_ttl: std::time::Duration) -> Self {
         Self(Arc::new((
             EncodingKey::from_secret(secret),
             DecodingKey::from_secret(secret),
+            max_ttl.as_secs().min(i64::MAX as u64) as i64,
         )))
     }
 
@@ -75,6 +107,25 @@ impl JwtKeys {
                     "the bearer token is malformed or its claims are invalid".into(),
                 ),
             })?;
+        let now = chrono::Utc::now().timestamp();
+        let refuse = |what: &str| Err(ApiError::Unauthorized(format!("the bearer token {what}")));
+        if claims.exp > now.saturating_add(self.0 .2) {
+            return refuse("is valid for longer than this service accepts");
+        }
+        if claims
+            .iat
+            .into_iter()
+            .chain(claims.nbf)
+            .any(|t| t > now + CLOCK_SKEW)
+        {
+            return refuse("is not valid yet (iat or nbf lies in the future)");
+        }
+        if [&claims.sub, &claims.org]
+            .iter()
+            .any(|s| s.chars().any(char::is_control))
+        {
+            return refuse("holds control characters in sub or org");
+        }
         // `*` covers every district, which only a hotline operator may.
         if claims.org == "*" && claims.role != Role::Operator {
             return Err(ApiError::Forbidden(format!(
@@ -92,6 +143,8 @@ pub struct Caller {
     pub sub: String,
     pub role: Role,
     pub org: String,
+    /// When the token expires (Unix seconds): a live stream ends then.
+    pub exp: i64,
 }
 
 impl Caller {
@@ -196,6 +249,7 @@ impl Caller {
             ));
         }
         Ok(Caller {
+            exp: claims.exp,
             sub: claims.sub,
             role: claims.role,
             org: claims.org,
@@ -220,12 +274,7 @@ mod tests {
     use super::*;
 
     fn claims(role: Role, org: &str, exp: i64) -> Claims {
-        Claims {
-            sub: "u1".into(),
-            role,
-            org: org.into(),
-            exp,
-        }
+        Claims::new("u1", role, org, exp)
     }
 
     fn caller(role: Role, org: &str) -> Caller {
@@ -233,6 +282,7 @@ mod tests {
             sub: "u1".into(),
             role,
             org: org.into(),
+            exp: i64::MAX,
         }
     }
 
@@ -279,6 +329,34 @@ mod tests {
     }
 
     #[test]
+    fn tokens_from_the_future_or_for_too_long_or_with_control_characters_are_refused() {
+        let keys = JwtKeys::with_max_ttl(b"secret", std::time::Duration::from_secs(3600));
+        let now = chrono::Utc::now().timestamp();
+        let refused =
+            |c: Claims| matches!(keys.verify(&keys.mint(&c)), Err(ApiError::Unauthorized(_)));
+        assert!(!refused(claims(Role::Street, "jiukeshu", now + 3500)));
+        assert!(
+            refused(claims(Role::Street, "jiukeshu", now + 3700)),
+            "exp too far ahead"
+        );
+        assert!(
+            refused(claims(Role::Street, "jiukeshu", i64::MAX / 2)),
+            "exp in the year 292 billion"
+        );
+        let mut c = claims(Role::Street, "jiukeshu", now + 60);
+        c.iat = Some(now + 30);
+        assert!(!refused(c.clone()), "a little clock skew is fine");
+        c.iat = Some(now + 86_400);
+        assert!(refused(c.clone()), "iat a day ahead");
+        c.iat = None;
+        c.nbf = Some(now + 86_400);
+        assert!(refused(c), "nbf a day ahead");
+        let mut c = claims(Role::Street, "jiukeshu", now + 60);
+        c.sub = "a\u{0}b".into();
+        assert!(refused(c), "a NUL in sub");
+    }
+
+    #[test]
     fn tokens_round_trip_and_refuse_forgery_and_expiry() {
         let keys = JwtKeys::new(b"secret");
         let now = chrono::Utc::now().timestamp();
@@ -302,6 +380,7 @@ mod tests {
             sub: "u".into(),
             role,
             org: org.into(),
+            exp: i64::MAX,
         };
         assert!(c(Role::Street, "jiukeshu").covers("tongzhou", "jiukeshu"));
         assert!(!c(Role::Street, "jiukeshu").covers("tongzhou", "yongshun"));

@@ -32,6 +32,8 @@ pub struct Config {
     pub nats_prefix: String,
     pub nats_replicas: usize,
     pub jwt_secret: Vec<u8>,
+    /// The longest a token may still be valid for (`QINGLING_MAX_TOKEN_TTL`, default 30 days).
+    pub max_token_ttl: Duration,
     pub dev: bool,
     pub limits: Limits,
     pub listen_addr: String,
@@ -44,6 +46,11 @@ impl Config {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let dev = var("QINGLING_DEV").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
         let jwt_secret = match var("QINGLING_JWT_SECRET") {
+            Some(s) if s.len() < crate::auth::MIN_SECRET_BYTES => bail!(
+                "QINGLING_JWT_SECRET is {} bytes: at least {} are needed",
+                s.len(),
+                crate::auth::MIN_SECRET_BYTES
+            ),
             Some(s) => s.into_bytes(),
             None if dev => DEV_JWT_SECRET.as_bytes().to_vec(),
             None => bail!(
@@ -83,7 +90,9 @@ impl Config {
                 .context("QINGLING_NATS_REPLICAS must be a number")?,
             None => 1,
         };
+        let max_token_ttl = duration("QINGLING_MAX_TOKEN_TTL", crate::auth::DEFAULT_MAX_TOKEN_TTL)?;
         Ok(Self {
+            max_token_ttl,
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/qingling".into()),
             nats_url: var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),

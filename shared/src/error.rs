@@ -40,6 +40,8 @@ pub enum ApiError {
         detail: String,
         extra: Option<Value>,
     },
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("the request body is larger than 64 KiB")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -51,6 +53,10 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// Too many tries (failed sign-ins from one address, streams of one token): retry after
+    /// `retry_after` seconds.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -85,9 +91,11 @@ impl ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,9 +109,11 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method-not-allowed",
             Self::Conflict { .. } => "conflict",
             Self::PayloadTooLarge => "payload-too-large",
+            Self::RequestTimeout(_) => "request-timeout",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Unprocessable { .. } => "validation-failed",
             Self::Unavailable(_) => "service-unavailable",
+            Self::TooManyRequests { .. } => "too-many-requests",
             Self::Internal(_) => "internal-error",
         }
     }
@@ -150,6 +160,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             "application/problem+json".parse().unwrap(),
         );
+        if let Self::TooManyRequests { retry_after, .. } = &self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, (*retry_after).into());
+        }
         res
     }
 }

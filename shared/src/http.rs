@@ -43,11 +43,19 @@ where
                 "the request body must be application/json".into(),
             ));
         }
+        if let Some(charset) = charset_of(&req) {
+            if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "the request body must be UTF-8, not {charset}"
+                )));
+            }
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
             } else {
-                ApiError::BadRequest(format!("cannot read the request body: {e}"))
+                // The body stopped arriving (the server's body timeout) or the client left.
+                ApiError::RequestTimeout(format!("the request body did not arrive in time: {e}"))
             }
         })?;
         parse_json(&bytes).map(JsonBody)
@@ -58,6 +66,11 @@ where
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("the body is not well-formed JSON: {e}")))?;
+    // A key given twice would silently keep the last: refuse the ambiguity.
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    if let Err(e) = serde::de::Deserializer::deserialize_any(&mut de, NoDuplicateKeys) {
+        return Err(ApiError::BadRequest(format!("the body is ambiguous: {e}")));
+    }
     if let Some(path) = nul_at(&value, "") {
         // PostgreSQL text cannot hold U+0000.
         return Err(ApiError::invalid_field(
@@ -80,6 +93,72 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::BadRequest(format!("{path}: {inner}"))
         }
     })
+}
+
+/// The `charset` parameter of the request's `Content-Type`, if any.
+fn charset_of(req: &Request) -> Option<String> {
+    let ct = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    ct.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// Walks a JSON document and fails on an object that names a key twice.
+struct NoDuplicateKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for NoDuplicateKeys {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicateKeys)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice"
+                )));
+            }
+            map.next_value_seed(NoDuplicateKeys)?;
+        }
+        Ok(())
+    }
 }
 
 /// The path of the first string (or key) holding U+0000, if any.
@@ -165,6 +244,73 @@ pub async fn problem_for_plain_errors(req: Request, next: Next) -> Response {
     res
 }
 
+/// Failed authentication per client address (CONTRACT §13): past [`MAX_AUTH_FAILURES`] in a
+/// minute, a further failure (401, or Open311's 403 for a missing or unknown `api_key`) is answered
+/// 429 with `Retry-After` instead. A request that authenticates is never refused: the limit only
+/// changes the answer to one that failed anyway.
+pub async fn limit_auth_failures(req: Request, next: Next) -> Response {
+    let ip = crate::server::peer(&req).map(|p| p.ip());
+    let open311 = req.uri().path().starts_with("/open311/");
+    let res = next.run(req).await;
+    let failed = res.status() == StatusCode::UNAUTHORIZED
+        || (open311 && res.status() == StatusCode::FORBIDDEN);
+    match ip {
+        Some(ip) if failed => match AUTH_FAILURES.record(ip, Instant::now()) {
+            Some(retry_after) => ApiError::TooManyRequests {
+                detail: format!(
+                    "more than {MAX_AUTH_FAILURES} failed sign-ins from this address in a minute"
+                ),
+                retry_after,
+            }
+            .into_response(),
+            None => res,
+        },
+        _ => res,
+    }
+}
+
+/// Failed sign-ins one address may make in a minute.
+pub const MAX_AUTH_FAILURES: usize = 30;
+
+static AUTH_FAILURES: std::sync::LazyLock<FailureLog> = std::sync::LazyLock::new(Default::default);
+
+/// Recent failures per address.
+#[derive(Default)]
+struct FailureLog(
+    std::sync::Mutex<
+        std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<Instant>>,
+    >,
+);
+
+impl FailureLog {
+    /// Records a failure at `now`; `Some(seconds to wait)` when it is one too many.
+    fn record(&self, ip: std::net::IpAddr, now: Instant) -> Option<u64> {
+        const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() > 100_000 {
+            // Many addresses: forget the ones whose failures are all old.
+            log.retain(|_, t| {
+                t.back()
+                    .is_some_and(|last| now.duration_since(*last) < WINDOW)
+            });
+        }
+        let times = log.entry(ip).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
+            times.pop_front();
+        }
+        times.push_back(now);
+        if times.len() <= MAX_AUTH_FAILURES {
+            return None;
+        }
+        times.pop_front();
+        let oldest = *times.front().expect("more than the limit");
+        Some((WINDOW - now.duration_since(oldest)).as_secs().max(1))
+    }
+}
+
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
 /// Request count and latency per route, and one access-log line per request, carrying the
@@ -239,9 +385,35 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse_json::<Body>(br#"{"n":1,"inner":{"s":"a"}}"#).is_ok());
+        assert!(matches!(
+            parse_json::<Body>(br#"{"n":1,"inner":{"s":"a","s":"b"}}"#),
+            Err(ApiError::BadRequest(m)) if m.contains("twice")
+        ));
         match parse_json::<Body>(br#"{"n":1,"inner":{"s":"a\u0000b"}}"#) {
             Err(ApiError::Unprocessable { errors, .. }) => assert_eq!(errors[0].field, "inner.s"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn failures_past_the_limit_in_a_minute_are_refused_and_forgotten_after_it() {
+        let log = FailureLog::default();
+        let (a, b): (std::net::IpAddr, std::net::IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for n in 0..MAX_AUTH_FAILURES {
+            assert_eq!(
+                log.record(a, t0 + std::time::Duration::from_millis(n as u64)),
+                None
+            );
+        }
+        let wait = log.record(a, t0 + std::time::Duration::from_secs(1));
+        assert!(wait.is_some_and(|s| (58..=60).contains(&s)), "{wait:?}");
+        assert_eq!(log.record(b, t0), None, "another address is not affected");
+        assert_eq!(
+            log.record(a, t0 + std::time::Duration::from_secs(62)),
+            None,
+            "a minute later the count starts again"
+        );
     }
 }

@@ -17,6 +17,7 @@ pub mod point;
 pub mod rebuild;
 pub mod relay;
 pub mod runtime;
+pub mod server;
 pub mod store;
 
 pub use auth::{Caller, Claims, JwtKeys, Role};

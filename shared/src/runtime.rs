@@ -152,7 +152,8 @@ impl Runtime {
             .layer(DefaultBodyLimit::max(crate::http::MAX_BODY))
             .layer(axum::middleware::from_fn(
                 crate::http::problem_for_plain_errors,
-            ));
+            ))
+            .layer(axum::middleware::from_fn(crate::http::limit_auth_failures));
         let router = router.route_layer(axum::middleware::from_fn(crate::http::track_metrics));
         let listener = tokio::net::TcpListener::bind(&self.config.listen_addr)
             .await
@@ -161,9 +162,13 @@ impl Runtime {
         tracing::info!(service = self.service, %addr, "listening");
         // Tests and scripts read this line to find the port.
         println!("qingling-{} listening on http://{addr}", self.service);
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        crate::server::serve(
+            listener,
+            router,
+            crate::server::Limits::from_env()?,
+            shutdown_signal(),
+        )
+        .await?;
         tracing::info!(
             service = self.service,
             "stopping: requests finished, publishing what is owed"

@@ -13,12 +13,12 @@ async fn tokens_roles_and_orgs_are_enforced_everywhere() {
     let body = complaint("jiukeshu", "新城阳光", "7", "B1");
 
     // 401: none, malformed, forged, expired — on every service.
-    let forged = JwtKeys::new(b"not-the-secret").mint(&qingling_shared::Claims {
-        sub: "x".into(),
-        role: Role::Operator,
-        org: "*".into(),
-        exp: chrono::Utc::now().timestamp() + 600,
-    });
+    let forged = JwtKeys::new(b"not-the-secret").mint(&qingling_shared::Claims::new(
+        "x",
+        Role::Operator,
+        "*",
+        chrono::Utc::now().timestamp() + 600,
+    ));
     let expired = env.token_with(
         Role::Operator,
         "tongzhou",

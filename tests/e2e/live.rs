@@ -197,8 +197,11 @@ async fn hundreds_of_watchers_follow_one_ledger() {
         .build()
         .unwrap();
     let mut streams = Vec::with_capacity(WATCHERS);
-    for _ in 0..WATCHERS {
-        let mut s = SummaryStream::open(&env, &http, "district=tongzhou", Some(&dist))
+    // One token each: a token holds at most 20 streams (CONTRACT §13).
+    let exp = chrono::Utc::now().timestamp() + 3600;
+    for n in 0..WATCHERS {
+        let token = env.token_with(Role::District, "tongzhou", &format!("watcher-{n}"), exp);
+        let mut s = SummaryStream::open(&env, &http, "district=tongzhou", Some(&token))
             .await
             .unwrap();
         s.next(Duration::from_secs(10))

@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-pub const SECRET: &str = "qingling-test-secret";
+pub const SECRET: &str = "qingling-test-secret-of-thirty-two-bytes";
 pub const SERVICES: [&str; 3] = ["intake", "ledger", "closure"];
 
 pub fn nats_url() -> String {
@@ -318,12 +318,7 @@ impl TestEnv {
     }
 
     pub fn token_with(&self, role: Role, org: &str, sub: &str, exp: i64) -> String {
-        self.keys.mint(&Claims {
-            sub: sub.into(),
-            role,
-            org: org.into(),
-            exp,
-        })
+        self.keys.mint(&Claims::new(sub, role, org, exp))
     }
 
     pub async fn get(&self, svc: &str, path: &str, token: &str) -> (StatusCode, Value) {

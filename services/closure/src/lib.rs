@@ -25,7 +25,7 @@ pub async fn run() -> anyhow::Result<()> {
     let rt = Runtime::start(&SPEC).await?;
     let state = http::AppState {
         pool: rt.pool.clone(),
-        keys: JwtKeys::new(&rt.config.jwt_secret),
+        keys: JwtKeys::with_max_ttl(&rt.config.jwt_secret, rt.config.max_token_ttl),
         orgs: Orgs::load()?,
         relay_wake: rt.relay_wake.clone(),
     };

@@ -36,7 +36,7 @@ pub async fn run() -> anyhow::Result<()> {
     let rt = Runtime::start(&SPEC).await?;
     let state = app::AppState {
         pool: rt.pool.clone(),
-        keys: JwtKeys::new(&rt.config.jwt_secret),
+        keys: JwtKeys::with_max_ttl(&rt.config.jwt_secret, rt.config.max_token_ttl),
         orgs: Orgs::load()?,
         catalog: Catalog::load()?,
         limits: rt.config.limits,

@@ -45,12 +45,13 @@ pub async fn run() -> anyhow::Result<()> {
     let rt = Runtime::start(&SPEC).await?;
     let state = http::AppState {
         pool: rt.pool.clone(),
-        keys: JwtKeys::new(&rt.config.jwt_secret),
+        keys: JwtKeys::with_max_ttl(&rt.config.jwt_secret, rt.config.max_token_ttl),
         orgs: Orgs::load()?,
         catalog: Catalog::load()?,
         limits: rt.config.limits,
         relay_wake: rt.relay_wake.clone(),
         live: live::Live::new(rt.pool.clone(), Orgs::load()?),
+        streams: Default::default(),
     };
     tokio::spawn(state.live.clone().run(rt.stopping()));
     let tick = match std::env::var("QINGLING_DEADLINE_TICK") {

@@ -1,6 +1,8 @@
 //! 动态清零 as it happens: the summary, its live stream (SSE) and the district's dashboard.
 
 use super::*;
+use sha2::Digest;
+use std::collections::HashMap;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -62,35 +64,97 @@ pub(super) async fn stream(
     headers: HeaderMap,
     QueryParams(q): QueryParams<StreamQuery>,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let caller = match (
+    let (caller, token) = match (
         headers.contains_key(header::AUTHORIZATION),
         q.access_token.as_deref(),
     ) {
-        (false, Some(token)) => Caller::from_token(&s.keys, token)?,
-        _ => Caller::from_headers(&s.keys, &headers)?,
+        (false, Some(token)) => (Caller::from_token(&s.keys, token)?, token.to_string()),
+        _ => (
+            Caller::from_headers(&s.keys, &headers)?,
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        ),
     };
     let district = readable_district(&s, &caller, q.district)?;
     let category = q
         .category
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| DEFAULT_CATEGORY.into());
+    known_category(&s, &category)?;
+    let slot = s
+        .streams
+        .take(&token)
+        .ok_or_else(|| ApiError::TooManyRequests {
+            detail: format!("this token already holds {MAX_STREAMS_PER_TOKEN} live streams"),
+            retry_after: 60,
+        })?;
+    // The stream ends when the token does; the client reconnects with a fresh one.
+    let left = (caller.exp - chrono::Utc::now().timestamp()).max(0) as u64;
+    let expiry = tokio::time::sleep(Duration::from_secs(left));
     let first = summary::compute(&s.pool, &s.orgs, &district, &category).await?;
     let rx = s.live.subscribe(&district, &category);
     let event =
         |v: &Value| Ok::<_, Infallible>(Event::default().event("summary").data(v.to_string()));
     let first = futures::stream::once(std::future::ready(event(&visible_summary(&caller, &first))));
-    let updates = futures::stream::unfold((rx, caller), move |(mut rx, caller)| async move {
-        loop {
-            rx.changed().await.ok()?;
-            let latest = rx.borrow_and_update().clone();
-            if let Some(v) = latest {
-                let out = event(&visible_summary(&caller, &v));
-                return Some((out, (rx, caller)));
+    let updates = futures::stream::unfold(
+        (rx, caller, slot),
+        move |(mut rx, caller, slot)| async move {
+            loop {
+                rx.changed().await.ok()?;
+                let latest = rx.borrow_and_update().clone();
+                if let Some(v) = latest {
+                    let out = event(&visible_summary(&caller, &v));
+                    return Some((out, (rx, caller, slot)));
+                }
+            }
+        },
+    );
+    let events = futures::StreamExt::take_until(futures::StreamExt::chain(first, updates), expiry);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The most live streams one token may hold open at once (CONTRACT §13).
+pub const MAX_STREAMS_PER_TOKEN: usize = 20;
+
+/// The live streams open per token.
+#[derive(Default)]
+pub struct StreamSlots(std::sync::Mutex<HashMap<[u8; 32], usize>>);
+
+/// One open stream's place; freed when the stream ends.
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    key: [u8; 32],
+}
+
+impl StreamSlots {
+    fn take(self: &Arc<Self>, token: &str) -> Option<StreamSlot> {
+        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_default();
+        if *n >= MAX_STREAMS_PER_TOKEN {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            slots: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
             }
         }
-    });
-    Ok(Sse::new(futures::StreamExt::chain(first, updates))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    }
 }
 
 /// The district dashboard: one self-contained page that asks for a token and follows the stream.

@@ -50,6 +50,8 @@ pub struct AppState {
     pub limits: Limits,
     pub relay_wake: Arc<Notify>,
     pub live: Arc<Live>,
+    /// Live streams open per token.
+    pub streams: Arc<live::StreamSlots>,
 }
 
 impl FromRef<AppState> for JwtKeys {

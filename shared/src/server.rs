@@ -1,0 +1,236 @@
+//! The HTTP server, with the connection limits of CONTRACT §13: a request's headers must arrive
+//! within `header` (and a kept-alive connection waiting for its next request closes after it too),
+//! its body within `body`, a connection silent both ways for `idle` closes, and at most
+//! `max_connections` are open at once (past it, new connections are closed at once).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// The connection limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub header: Duration,
+    pub body: Duration,
+    pub idle: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header: Duration::from_secs(10),
+            body: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// `QINGLING_HEADER_TIMEOUT`, `QINGLING_BODY_TIMEOUT`, `QINGLING_IDLE_TIMEOUT` (humantime) and
+    /// `QINGLING_MAX_CONNECTIONS`, each defaulting to CONTRACT §13's figure.
+    pub fn from_env() -> anyhow::Result<Limits> {
+        let d = Limits::default();
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let duration = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            match var(name) {
+                Some(v) => humantime::parse_duration(&v)
+                    .with_context(|| format!("{name}={v:?} is not a duration like 10s")),
+                None => Ok(default),
+            }
+        };
+        Ok(Limits {
+            header: duration("QINGLING_HEADER_TIMEOUT", d.header)?,
+            body: duration("QINGLING_BODY_TIMEOUT", d.body)?,
+            idle: duration("QINGLING_IDLE_TIMEOUT", d.idle)?,
+            max_connections: match var("QINGLING_MAX_CONNECTIONS") {
+                Some(v) => v
+                    .parse()
+                    .context("QINGLING_MAX_CONNECTIONS must be a number")?,
+                None => d.max_connections,
+            },
+        })
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; then lets requests in flight finish
+/// (for up to 10 s: a live stream does not finish by itself).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.body,
+    ));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("qingling_http_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        stream.set_nodelay(true).ok();
+        let (io, last) = Watched::new(stream);
+        let service = router
+            .clone()
+            .map_request(move |mut req: axum::extract::Request<_>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let idle = limits.idle;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = conn => {}
+                () = silent_for(idle, last) => {
+                    tracing::debug!(%peer, "closing a connection silent for {idle:?}");
+                }
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s of shutdown; closing them");
+    }
+    Ok(())
+}
+
+/// Resolves once nothing was read or written for `idle`.
+async fn silent_for(idle: Duration, last: Arc<Activity>) {
+    loop {
+        let quiet = last.quiet();
+        if quiet >= idle {
+            return;
+        }
+        tokio::time::sleep(idle - quiet).await;
+    }
+}
+
+/// When a connection last moved a byte.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn quiet(&self) -> Duration {
+        let now = self.start.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A stream that records its activity.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S) -> (Self, Arc<Activity>) {
+        let activity = Arc::new(Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        });
+        (
+            Watched {
+                inner,
+                activity: activity.clone(),
+            },
+            activity,
+        )
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The address a request came from (the direct peer; behind a proxy, the proxy).
+pub fn peer(req: &axum::extract::Request) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
