@@ -26,6 +26,9 @@ pub enum ComplaintEvent {
         street: String,
         reason: String,
     },
+    /// 先行联系: the street holding the complaint saw the caller's number, to call back. Who did
+    /// is the event's actor; the number itself never enters the log.
+    CallerRevealed { complaint_id: Uuid, street: String },
     /// 回访: the caller's satisfaction, asked after the write-off.
     FollowUpRecorded {
         complaint_id: Uuid,
@@ -41,6 +44,7 @@ pub mod types {
     pub const COMPLAINT_DISPATCHED: &str = "complaint_dispatched";
     pub const COMPLAINT_RETURNED: &str = "complaint_returned";
     pub const FOLLOW_UP_RECORDED: &str = "follow_up_recorded";
+    pub const CALLER_REVEALED: &str = "caller_revealed";
 }
 
 event_family!(ComplaintEvent {
@@ -48,6 +52,7 @@ event_family!(ComplaintEvent {
     ComplaintDispatched => types::COMPLAINT_DISPATCHED,
     ComplaintReturned => types::COMPLAINT_RETURNED,
     FollowUpRecorded => types::FOLLOW_UP_RECORDED,
+    CallerRevealed => types::CALLER_REVEALED,
 });
 
 impl ComplaintEvent {
@@ -56,7 +61,8 @@ impl ComplaintEvent {
             ComplaintEvent::ComplaintReceived(r) => r.complaint_id,
             ComplaintEvent::ComplaintDispatched(d) => d.complaint_id,
             ComplaintEvent::ComplaintReturned { complaint_id, .. }
-            | ComplaintEvent::FollowUpRecorded { complaint_id, .. } => *complaint_id,
+            | ComplaintEvent::FollowUpRecorded { complaint_id, .. }
+            | ComplaintEvent::CallerRevealed { complaint_id, .. } => *complaint_id,
         }
     }
 }
@@ -192,6 +198,10 @@ mod tests {
             (
                 "follow_up_recorded",
                 json!({"complaint_id": Uuid::from_u128(1), "satisfaction": "basically_satisfied", "note": ""}),
+            ),
+            (
+                "caller_revealed",
+                json!({"complaint_id": Uuid::from_u128(1), "street": "jiukeshu"}),
             ),
         ];
         for (t, data) in cases {

@@ -207,7 +207,7 @@ async fn a_complaint_goes_from_call_to_write_off_and_the_street_returns_to_dynam
         .get("intake", &format!("/v1/complaints/{c1}"), &op)
         .await;
     assert_eq!(
-        complaint1["caller"]["phone"], "138****0000",
+        complaint1["caller"]["phone"], "*******0000",
         "the phone is masked"
     );
 

@@ -14,6 +14,8 @@ const ROUTES: [(&str, &[(&str, &str)]); 3] = [
             ("post", "/v1/complaints/{id}/return"),
             ("post", "/v1/complaints/{id}/dispatch"),
             ("post", "/v1/complaints/{id}/follow-up"),
+            ("post", "/v1/complaints/{id}/caller"),
+            ("get", "/v1/caller-reveals"),
             ("get", "/v1/metrics/streets"),
             ("get", "/v1/orgs"),
             ("get", "/v1/catalog"),
@@ -47,6 +49,7 @@ const ROUTES: [(&str, &[(&str, &str)]); 3] = [
             ("get", "/v1/ledger/stream"),
             ("get", "/v1/ledger/entries"),
             ("get", "/"),
+            ("get", "/dashboard.js"),
         ],
     ),
     (

@@ -27,6 +27,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
             "0003_return_pending",
             include_str!("../../../migrations/intake/0003_return_pending.sql"),
         ),
+        (
+            "0004_caller_reveals",
+            include_str!("../../../migrations/intake/0004_caller_reveals.sql"),
+        ),
     ],
     listens_to: &["ledger"],
     description: "Complaints (接诉), dispatch (派单), returns, follow-up (回访), monthly street metrics, and Open311 GeoReport v2.",

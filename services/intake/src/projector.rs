@@ -16,7 +16,12 @@ pub struct Projector;
 
 impl qingling_shared::rebuild::Projector for Projector {
     fn tables(&self) -> &'static [&'static str] {
-        &["complaints", "complaint_history", "street_metrics"]
+        &[
+            "complaints",
+            "complaint_history",
+            "street_metrics",
+            "caller_reveals",
+        ]
     }
 
     async fn project_own(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
@@ -123,6 +128,9 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
             store::set_status(c, id, Status::Returned, None, at).await?;
             store::set_return_pending(c, id, true).await?;
             store::update_metrics(c, id, None, |f| f.counted = false).await?;
+        }
+        Some(ComplaintEvent::CallerRevealed { street, .. }) => {
+            store::record_reveal(c, ev, id, &street).await?;
         }
         Some(ComplaintEvent::FollowUpRecorded { satisfaction, .. }) => {
             store::set_status(c, id, Status::FollowedUp, None, at).await?;

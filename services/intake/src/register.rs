@@ -52,6 +52,25 @@ pub async fn register_complaint(
         .parse(&s.orgs, &s.catalog, now)
         .map_err(ApiError::invalid)?;
     caller.ensure_covers(&complaint.district, &complaint.street)?;
+    // A point named by id rather than by its address must be one this street already has: an id
+    // from elsewhere would put the complaint on another street's item.
+    if complaint.point_id != domain::point_id(&complaint.district, &complaint.point)
+        && !store::point_of_street(
+            &mut *s.pool.acquire().await?,
+            complaint.point_id,
+            &complaint.district,
+            &complaint.street,
+        )
+        .await?
+    {
+        return Err(ApiError::invalid_field(
+            "point.point_id",
+            format!(
+                "is not a point of {} in {}: give the address, or the id of one of its points",
+                complaint.street, complaint.district
+            ),
+        ));
+    }
 
     if let Some(key) = &key {
         if let Some(saved) =

@@ -98,7 +98,9 @@ impl Apply for Events {
             .await
             .map(drop),
             Some(Foreign::Complaint(
-                ComplaintEvent::ComplaintReceived(_) | ComplaintEvent::FollowUpRecorded { .. },
+                ComplaintEvent::ComplaintReceived(_)
+                | ComplaintEvent::FollowUpRecorded { .. }
+                | ComplaintEvent::CallerRevealed { .. },
             ))
             | None => Ok(()),
         };

@@ -117,9 +117,10 @@ pub fn journal_csv(rows: &[JournalRow]) -> String {
     out
 }
 
-/// RFC 4180 quoting; a leading formula character is neutralised so a spreadsheet shows text.
+/// RFC 4180 quoting; a leading formula character (or TAB, CR, which spreadsheets skip before one)
+/// is neutralised so a spreadsheet shows text.
 fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
         s.to_string()
@@ -128,5 +129,22 @@ fn csv_cell(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_that_a_spreadsheet_would_run_are_text() {
+        for formula in ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1+1", "\r=1+1"] {
+            assert!(
+                csv_cell(formula).trim_start_matches('"').starts_with('\''),
+                "{formula:?}"
+            );
+        }
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("九棵树"), "九棵树");
     }
 }

@@ -93,7 +93,7 @@ impl<'a> Client<'a> {
         let seen = self.seen.lock().unwrap();
         assert!(seen.len() > 5);
         for body in seen.iter() {
-            for secret in [PHONE, "139****5678", "王小明", "小明", EMAIL] {
+            for secret in [PHONE, "*******5678", "王小明", "小明", EMAIL] {
                 assert!(
                     !body.contains(secret),
                     "{secret} in an Open311 answer: {body}"
@@ -312,7 +312,7 @@ async fn open311_request_is_a_complaint_on_the_ledger_and_closes_with_its_write_
     );
     assert_eq!(
         complaint["caller"],
-        json!({"name": "王小明", "phone": "139****5678"})
+        json!({"name": "王小明", "phone": "*******5678"})
     );
     assert_eq!(complaint["description"], "地下室有人居住,隔断很多 & <很吵>");
     assert_eq!(complaint["history"][0]["actor"], "civic-app");
@@ -333,7 +333,8 @@ async fn open311_request_is_a_complaint_on_the_ledger_and_closes_with_its_write_
     assert_eq!(r["service_name"], "地下室违规住人");
     assert_eq!(r["agency_responsible"], "九棵树街道");
     assert_eq!(r["description"], "地下室有人居住,隔断很多 & <很吵>");
-    assert_eq!(r["address"], "通州区九棵树街道园景阁西区3号楼地下一层");
+    // The public list names the community only: no building, no basement (CONTRACT §13).
+    assert_eq!(r["address"], "园景阁西区");
     assert_eq!(r["address_id"], registered["point_id"]);
     assert_eq!(r["requested_datetime"], registered["received_at"]);
     assert_eq!(r["expected_datetime"], registered["resolve_by"]);

@@ -70,8 +70,11 @@ pub struct Complaint {
 
 const MAX_TEXT: usize = 2000;
 
+/// A required text field, cleaned of invisible characters and NFKC-folded first (CONTRACT §13), so
+/// that a value of zero-width characters alone is missing.
 fn text(errors: &mut Vec<FieldError>, field: &str, v: Option<&String>, max: usize) -> String {
-    match v.map(|s| s.trim()) {
+    let cleaned = v.map(|s| qingling_shared::point::clean(s));
+    match cleaned.as_deref().map(str::trim) {
         None | Some("") => {
             errors.push(FieldError::new(field, "is required"));
             String::new()
@@ -325,7 +328,8 @@ impl Status {
     }
 }
 
-/// Phones are never shown in full outside intake's own storage: 138****0000.
+/// Phones show at most their last 4 digits (CONTRACT §13): `*******0000`. A number of 4 digits or
+/// fewer (a short service number) shows none.
 pub fn mask_phone(phone: &str) -> String {
     let mut digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
     // +86 / 0086: the country code is not part of the number.
@@ -334,15 +338,20 @@ pub fn mask_phone(phone: &str) -> String {
     } else if digits.len() == 15 && digits.starts_with(&['0', '0', '8', '6']) {
         digits.drain(..4);
     }
-    if digits.len() < 7 {
+    if digits.len() <= 4 {
         return "*".repeat(digits.len());
     }
-    let (head, tail) = (&digits[..3], &digits[digits.len() - 4..]);
-    format!(
-        "{}****{}",
-        head.iter().collect::<String>(),
-        tail.iter().collect::<String>()
-    )
+    let tail: String = digits[digits.len() - 4..].iter().collect();
+    format!("{}{tail}", "*".repeat(digits.len() - 4))
+}
+
+/// A caller's name as a street sees it: the family name only (张先生 → 张**).
+pub fn mask_name(name: &str) -> String {
+    let mut chars = name.trim().chars();
+    match chars.next() {
+        Some(first) => format!("{first}{}", "*".repeat(chars.count().max(1))),
+        None => String::new(),
+    }
 }
 
 /// The calendar month (Asia/Shanghai, UTC+8 all year) a complaint counts in: `2026-11`.

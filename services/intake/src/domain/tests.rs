@@ -161,10 +161,20 @@ fn status_follows_the_ledger() {
 
 #[test]
 fn phones_are_masked() {
-    assert_eq!(mask_phone("13800000000"), "138****0000");
-    assert_eq!(mask_phone("+86 138-0000-1234"), "138****1234");
-    assert_eq!(mask_phone("(010)6512-3456"), "010****3456");
+    assert_eq!(mask_phone("13800000000"), "*******0000");
+    assert_eq!(mask_phone("+86 138-0000-1234"), "*******1234");
+    assert_eq!(mask_phone("(010)6512-3456"), "*******3456");
+    assert_eq!(
+        mask_phone("6512-3456"),
+        "****3456",
+        "a landline shows 4 of 8 digits"
+    );
+    assert_eq!(mask_phone("12345"), "*2345");
     assert_eq!(mask_phone("110"), "***");
+    assert_eq!(mask_phone("1234"), "****");
+    assert_eq!(mask_name("张先生"), "张**");
+    assert_eq!(mask_name("王"), "王*");
+    assert_eq!(mask_name(" "), "");
 }
 
 fn counters(flags: &[MetricFlags]) -> Counters {

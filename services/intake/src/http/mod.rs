@@ -15,6 +15,7 @@ use uuid::Uuid;
 pub use crate::app::AppState;
 pub use metrics::{Answers, StreetMetrics, StreetMonth};
 
+mod callers;
 mod metrics;
 use crate::domain::{
     self, ComplaintEvent, ComplaintInput, Dispatched, Satisfaction, Status, Urgency,
@@ -34,6 +35,8 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(metrics::street_metrics))
         .routes(routes!(orgs))
         .routes(routes!(catalog))
+        .routes(routes!(callers::reveal_caller))
+        .routes(routes!(callers::caller_reveals))
         .with_state(state)
         .split_for_parts()
 }
@@ -100,10 +103,11 @@ async fn get_complaint(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no complaint {id}")))?;
     caller.ensure_covers(&row.district, &row.street)?;
-    complaint_json(&s, id).await
+    complaint_json(&s, id, &caller).await
 }
 
-async fn complaint_json(s: &AppState, id: Uuid) -> Result<Json<Value>, ApiError> {
+/// The complaint as `viewer` may see it: the phone masked for all, the name for streets too.
+async fn complaint_json(s: &AppState, id: Uuid, viewer: &Caller) -> Result<Json<Value>, ApiError> {
     let mut c = s.pool.acquire().await?;
     let row = store::get_complaint(&mut c, id)
         .await?
@@ -122,7 +126,10 @@ async fn complaint_json(s: &AppState, id: Uuid) -> Result<Json<Value>, ApiError>
     let caller = match (&row.caller_name, &row.caller_phone) {
         (None, None) => None,
         (name, phone) => Some(CallerView {
-            name: name.clone(),
+            name: match viewer.role {
+                Role::Operator => name.clone(),
+                _ => name.as_deref().map(domain::mask_name),
+            },
             phone: phone.as_deref().map(domain::mask_phone),
         }),
     };
@@ -181,7 +188,7 @@ pub struct ComplaintView {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct CallerView {
     name: Option<String>,
-    /// Masked: 138****0000.
+    /// Masked: `*******0000` (the street may reveal it: `POST /v1/complaints/{id}/caller`).
     phone: Option<String>,
 }
 
@@ -203,14 +210,25 @@ async fn catalog(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(serde_json::to_value(s.catalog.doc()).unwrap_or_default())
 }
 
-/// Runs a command on one complaint: locks its row, checks, appends at the stream's version and
-/// projects the new events, all in one transaction.
+/// Runs a command on one complaint and answers with the complaint as the caller may see it.
 async fn complaint_command(
     s: &AppState,
     caller: &Caller,
     id: Uuid,
     check: impl FnOnce(&store::ComplaintRow) -> Result<Vec<ComplaintEvent>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
+    append(s, caller, id, check).await?;
+    complaint_json(s, id, caller).await
+}
+
+/// Locks a complaint's row, checks, appends at the stream's version and projects the new
+/// events, all in one transaction; returns the row as it was checked.
+async fn append(
+    s: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    check: impl FnOnce(&store::ComplaintRow) -> Result<Vec<ComplaintEvent>, ApiError>,
+) -> Result<store::ComplaintRow, ApiError> {
     let mut tx = s.pool.begin().await?;
     let row = store::lock_complaint(&mut tx, id)
         .await?
@@ -231,7 +249,7 @@ async fn complaint_command(
     events::write(&mut tx, &mut prepared).await?;
     tx.commit().await?;
     s.relay_wake.notify_one();
-    complaint_json(s, id).await
+    Ok(row)
 }
 
 fn status_of(row: &store::ComplaintRow) -> Status {

@@ -117,7 +117,7 @@ pub(super) fn service_request(s: &AppState, r: &PublicRow) -> Node {
         ("status_notes", leaf(notes)),
         ("service_name", leaf(service_name)),
         ("service_code", leaf(&r.category)),
-        ("description", leaf(&r.description)),
+        ("description", leaf(scrub_numbers(&r.description))),
         ("agency_responsible", leaf(street)),
         ("service_notice", leaf(notice(street, r.resolve_by))),
         ("requested_datetime", leaf(r.received_at)),
@@ -203,13 +203,48 @@ pub(super) fn notice(street: &str, resolve_by: DateTime<Utc>) -> String {
 }
 
 /// The point's address as given, or its community, building and basement.
+/// The public address: the community only. The building and basement (and a full address, which
+/// holds them) would point at the people who called (CONTRACT §13).
 pub(super) fn address(point: &Value) -> String {
-    if let Some(a) = point["address"].as_str().filter(|a| !a.is_empty()) {
-        return a.to_string();
+    point["community"].as_str().unwrap_or_default().to_string()
+}
+
+/// Public text with anything like a telephone or ID-card number (7 digits or more, spaces, dashes
+/// and brackets between them allowed, an ID's final X included) replaced by `***`.
+pub(super) fn scrub_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() && !matches!(chars[i], '+' | '(' | '（') {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // The longest run of digits and separators from here, ending on a digit (or an ID's X).
+        let (mut j, mut digits, mut end) = (i, 0, i);
+        while j < chars.len() {
+            match chars[j] {
+                c if c.is_ascii_digit() => {
+                    digits += 1;
+                    end = j + 1;
+                }
+                'X' | 'x' if digits == 17 => {
+                    end = j + 1;
+                    break;
+                }
+                ' ' | '-' | '(' | ')' | '+' | '（' | '）' | '—' => {}
+                _ => break,
+            }
+            j += 1;
+        }
+        if digits >= 7 {
+            out.push_str("***");
+            i = end;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
     }
-    ["community", "building", "basement"]
-        .iter()
-        .filter_map(|k| point[*k].as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
+    out
 }

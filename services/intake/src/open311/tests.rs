@@ -66,3 +66,25 @@ fn xml_is_escaped_and_lists_name_their_items() {
         r#"[{"code":400,"description":"a < b & \"c\"\u0001","media_url":null}]"#
     );
 }
+
+#[test]
+fn public_text_shows_no_phone_or_id_number() {
+    use super::documents::scrub_numbers;
+    assert_eq!(scrub_numbers("请联系13800000000谢谢"), "请联系***谢谢");
+    assert_eq!(
+        scrub_numbers("电话 138-0000-0000 或 (010) 6512 3456"),
+        "电话 *** 或 ***"
+    );
+    assert_eq!(
+        scrub_numbers("身份证11010519491231002X住B1"),
+        "身份证***住B1"
+    );
+    assert_eq!(scrub_numbers("3号楼B1有12间隔断"), "3号楼B1有12间隔断");
+    assert_eq!(scrub_numbers("2026年11月28日"), "2026年11月28日");
+    assert_eq!(
+        super::documents::address(
+            &serde_json::json!({"community": "园景阁西区", "building": "3", "basement": "B1", "address": "园景阁西区3号楼B1"})
+        ),
+        "园景阁西区"
+    );
+}

@@ -329,6 +329,72 @@ pub async fn set_status(
 }
 
 /// Locks a complaint row for a command on it.
+/// Whether a complaint of `street` in `district` was already placed at `point_id`.
+pub async fn point_of_street(
+    c: &mut PgConnection,
+    point_id: Uuid,
+    district: &str,
+    street: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from complaints where point_id = $1 and district = $2 and street = $3)",
+    )
+    .bind(point_id)
+    .bind(district)
+    .bind(street)
+    .fetch_one(c)
+    .await
+}
+
+/// A reveal of a caller's number, for the district's list.
+pub async fn record_reveal(
+    c: &mut PgConnection,
+    ev: &Envelope,
+    complaint_id: Uuid,
+    street: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into caller_reveals (event_id, complaint_id, district, street, revealed_by, at, month)
+         select $1, $2, district, $3, $4, $5, $6 from complaints where complaint_id = $2
+         on conflict (event_id) do nothing",
+    )
+    .bind(ev.event_id)
+    .bind(complaint_id)
+    .bind(street)
+    .bind(&ev.actor)
+    .bind(ev.occurred_at)
+    .bind(month_of(ev.occurred_at))
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// One reveal, as the district sees it.
+#[derive(Debug, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+pub struct Reveal {
+    pub complaint_id: Uuid,
+    pub street: String,
+    /// Who saw the number (the token's `sub`).
+    pub revealed_by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The reveals of a district's month, oldest first.
+pub async fn reveals(
+    c: &mut PgConnection,
+    district: &str,
+    month: &str,
+) -> sqlx::Result<Vec<Reveal>> {
+    sqlx::query_as(
+        "select complaint_id, street, revealed_by, at from caller_reveals
+         where district = $1 and month = $2 order by at, event_id",
+    )
+    .bind(district)
+    .bind(month)
+    .fetch_all(c)
+    .await
+}
+
 /// Marks a return as waiting for the ledger's word (true) or answered (false).
 pub async fn set_return_pending(c: &mut PgConnection, id: Uuid, pending: bool) -> sqlx::Result<()> {
     sqlx::query("update complaints set return_pending = $2 where complaint_id = $1")

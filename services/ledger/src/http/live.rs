@@ -164,3 +164,14 @@ impl Drop for StreamSlot {
 pub(super) async fn dashboard() -> Html<&'static str> {
     Html(include_str!("../../static/dashboard.html"))
 }
+
+/// The dashboard's script, served apart: the page's Content-Security-Policy allows no inline
+/// script.
+#[utoipa::path(get, path = "/dashboard.js", tag = "ledger",
+    responses((status = 200, description = "the dashboard's script", content_type = "text/javascript")))]
+pub(super) async fn dashboard_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/dashboard.js"),
+    )
+}

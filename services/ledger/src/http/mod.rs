@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(live::summary))
         .routes(routes!(live::stream))
         .routes(routes!(live::dashboard))
+        .routes(routes!(live::dashboard_js))
         .routes(routes!(journal::entries))
         .with_state(state)
         .split_for_parts();

@@ -204,6 +204,11 @@ pub(super) async fn import_item(
     );
     let registered_on = match row.registered_on.as_deref().map(str::trim) {
         Some(d) => match NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            // The old ledgers are this century's; a year such as -9999 is a typing slip.
+            Ok(date) if date < NaiveDate::from_ymd_opt(2000, 1, 1).expect("a date") => {
+                errors.push(FieldError::new("registered_on", "is before 2000"));
+                None
+            }
             Ok(date) if date <= Utc::now().date_naive() => Some(date),
             Ok(_) => {
                 errors.push(FieldError::new("registered_on", "is in the future"));
@@ -305,7 +310,9 @@ pub(super) async fn import_item(
 /// One part of a point's address (community, building, basement): required, at most 200
 /// characters, trimmed.
 fn point_part(errors: &mut Vec<FieldError>, field: &str, v: Option<String>) -> String {
-    let v = v.map(|v| v.trim().to_string()).unwrap_or_default();
+    let v = v
+        .map(|v| qingling_shared::point::clean(&v).trim().to_string())
+        .unwrap_or_default();
     if v.is_empty() || v.chars().count() > 200 {
         errors.push(FieldError::new(
             field,
