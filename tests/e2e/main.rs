@@ -19,6 +19,7 @@ mod owner;
 mod races;
 mod rebuild;
 mod scale;
+mod security;
 
 use std::time::Duration;
 
