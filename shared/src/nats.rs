@@ -19,8 +19,52 @@ pub fn subject(prefix: &str, service: &str, event_type: &str) -> String {
 
 /// Connects in the background (retrying forever), so a service starts and serves while NATS is
 /// down; waits up to `wait` for the first connection.
-pub async fn connect(url: &str, name: &str, wait: Duration) -> anyhow::Result<async_nats::Client> {
-    let client = async_nats::ConnectOptions::new()
+/// How a service proves who it is to the bus (CONTRACT §13).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credentials {
+    /// A `.creds` file (`QINGLING_NATS_CREDS`).
+    File(std::path::PathBuf),
+    /// `QINGLING_NATS_USER` (default: the service's name) and `QINGLING_NATS_PASSWORD`.
+    UserPassword(String, String),
+    /// None configured: development and tests, on a server without authorization.
+    None,
+}
+
+impl Credentials {
+    pub fn from_env(service: &str) -> Credentials {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(path) = var("QINGLING_NATS_CREDS") {
+            return Credentials::File(path.into());
+        }
+        match var("QINGLING_NATS_PASSWORD") {
+            Some(p) => Credentials::UserPassword(
+                var("QINGLING_NATS_USER").unwrap_or_else(|| service.to_string()),
+                p,
+            ),
+            None => Credentials::None,
+        }
+    }
+}
+
+pub async fn connect(
+    url: &str,
+    name: &str,
+    credentials: &Credentials,
+    wait: Duration,
+) -> anyhow::Result<async_nats::Client> {
+    let options = match credentials {
+        Credentials::File(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .with_context(|| format!("cannot read the NATS credentials {}", path.display()))?,
+        Credentials::UserPassword(user, password) => {
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        Credentials::None => {
+            tracing::warn!("connecting to NATS without credentials (none configured): any client of the bus could publish as this service");
+            async_nats::ConnectOptions::new()
+        }
+    };
+    let client = options
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)

@@ -80,6 +80,7 @@ impl Runtime {
         let nats = nats::connect(
             &config.nats_url,
             &format!("qingling-{}", spec.name),
+            &nats::Credentials::from_env(spec.name),
             Duration::from_secs(5),
         )
         .await?;

@@ -451,3 +451,119 @@ async fn a_short_signing_secret_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("at least 32"), "{err}");
 }
+
+/// A nats-server of the test's own, with the shipped authorization: each service its user.
+struct Bus {
+    child: tokio::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+const BUS_PASSWORD: &str = "bus-password-of-the-test";
+
+impl Bus {
+    async fn start() -> Bus {
+        let exe = std::env::var("QINGLING_NATS_SERVER")
+            .unwrap_or_else(|_| "/opt/qingling-nats/bin/nats-server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("qingling-bus-{}", uuid::Uuid::now_v7()));
+        let conf =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/server.conf");
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args([
+            "-c",
+            conf.to_str().unwrap(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .arg("-sd")
+        .arg(&dir)
+        .kill_on_drop(true);
+        for svc in ["INTAKE", "LEDGER", "CLOSURE"] {
+            cmd.env(format!("QINGLING_NATS_PASSWORD_{svc}"), BUS_PASSWORD);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {exe} (scripts/setup installs it): {e}"));
+        let url = format!("nats://127.0.0.1:{port}");
+        eventually("the test's nats-server to listen", WAIT, || async {
+            TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
+        })
+        .await;
+        Bus { child, url, dir }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        self.child.start_kill().ok();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+#[tokio::test]
+async fn the_bus_takes_a_services_events_only_from_that_service() {
+    let bus = Bus::start().await;
+    let env = TestEnv::start_with(&[
+        ("NATS_URL", bus.url.as_str()),
+        ("QINGLING_NATS_PASSWORD", BUS_PASSWORD),
+    ])
+    .await;
+    // The services work under their own users.
+    let (_, item) = register(&env, &complaint("jiukeshu", "总线小区", "1", "B1")).await;
+    // No password, no bus.
+    let anonymous = async_nats::ConnectOptions::new()
+        .connect(bus.url.as_str())
+        .await;
+    assert!(anonymous.is_err(), "an anonymous client connected");
+    // The closure service's identity cannot speak for intake.
+    let closure =
+        async_nats::ConnectOptions::with_user_and_password("closure".into(), BUS_PASSWORD.into())
+            .connect(bus.url.as_str())
+            .await
+            .unwrap();
+    let errors = closure.clone();
+    let forged_id = uuid::Uuid::now_v7();
+    let complaint_id = uuid::Uuid::now_v7();
+    let forged = json!({
+        "event_id": forged_id, "event_type": qingling_events::intake::types::COMPLAINT_DISPATCHED,
+        "stream": qingling_events::intake::stream(complaint_id), "version": 1,
+        "occurred_at": chrono::Utc::now(), "actor": "FORGED-VIA-NATS",
+        "correlation_id": forged_id, "causation_id": forged_id,
+        "data": serde_json::to_value(qingling_events::testing::dispatched(
+            complaint_id, "jiukeshu", uuid::Uuid::now_v7(), chrono::Utc::now())).unwrap(),
+    });
+    let subject = format!(
+        "{}.intake.{}",
+        env.prefix,
+        qingling_events::intake::types::COMPLAINT_DISPATCHED
+    );
+    closure
+        .publish(subject.clone(), forged.to_string().into())
+        .await
+        .ok();
+    closure.flush().await.ok();
+    drop(errors);
+    // Whatever the client was told, nothing reached the ledger: give it the time it takes a real
+    // event, then look.
+    let (_, real) = register(&env, &complaint("jiukeshu", "总线小区", "2", "B1")).await;
+    assert_ne!(real, item);
+    let forged_seen: i64 = sqlx::query_scalar("select count(*) from inbox where event_id = $1")
+        .bind(forged_id)
+        .fetch_one(&mut env.db("ledger").await)
+        .await
+        .unwrap();
+    assert_eq!(forged_seen, 0, "the ledger applied a forged event");
+    let items: i64 = sqlx::query_scalar("select count(*) from items")
+        .fetch_one(&mut env.db("ledger").await)
+        .await
+        .unwrap();
+    assert_eq!(items, 2, "only the two real complaints are on the ledger");
+    env.cleanup().await;
+}
