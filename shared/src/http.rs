@@ -232,16 +232,39 @@ pub async fn fallback() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
-/// Turns axum's plain-text 405 into problem+json.
+/// Turns the framework's own plain-text or empty error answers (405, a path or query that is not
+/// UTF-8, …) into problem+json with the same status.
 pub async fn problem_for_plain_errors(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
-    if res.status() == StatusCode::METHOD_NOT_ALLOWED
-        && res.headers().get(header::CONTENT_TYPE).is_none()
-    {
+    let status = res.status();
+    let plain = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return res;
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
         return ApiError::MethodNotAllowed("method not allowed on this route".into())
             .into_response();
     }
-    res
+    let detail = match axum::body::to_bytes(res.into_body(), 4096).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Failed authentication per client address (CONTRACT §13): past [`MAX_AUTH_FAILURES`] in a

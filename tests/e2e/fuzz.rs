@@ -39,6 +39,27 @@ const KEYS: [&str; 24] = [
     "satisfaction",
 ];
 
+/// Hostile text: invisible and bidi characters, NUL, spreadsheet formulas, markup, paths, odd
+/// numbers and dates, long and astral strings.
+const PROBES: [&str; 16] = [
+    "\u{200B}\u{200C}\u{FEFF}",
+    "园景阁\u{202E}西区",
+    "a\u{0}b",
+    "=HYPERLINK(\"http://x\",\"y\")",
+    "\t=1+1",
+    "\r-2+3",
+    "<script>alert(1)</script>",
+    "../../etc/passwd",
+    "13812345678",
+    "11010519491231002X",
+    "-9999-01-01",
+    "292277026596-12-04T15:30:07Z",
+    "𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏𝕏",
+    "%FF%FE",
+    "NaN",
+    "１２３\u{3000}号楼",
+];
+
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -55,6 +76,8 @@ fn json_value() -> impl Strategy<Value = Value> {
             Just("basement_illegal_residence")
         ]
         .prop_map(|s| Value::String(s.into())),
+        // The security probe's payloads (CONTRACT §13).
+        proptest::sample::select(PROBES.to_vec()).prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![

@@ -395,6 +395,27 @@ async fn odd_tokens_bodies_and_targets_get_clear_refusals() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Open311 form fields that are not UTF-8 once decoded: 400, nothing stored.
+    let r = env
+        .http
+        .post(env.url("intake", "/open311/v2/requests.json"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("api_key=x&service_code=basement_illegal_residence&description=%FF%FE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("not UTF-8"));
+    // The framework's own refusals come as problem+json too.
+    let r = env
+        .http
+        .get(env.url("intake", "/v1/complaints/not-a-uuid"))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
     // An over-long target: 414 as problem+json.
     let r = env
         .http

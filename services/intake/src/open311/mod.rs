@@ -62,8 +62,74 @@ pub fn router(state: Open311State) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(service_definition))
         .routes(routes!(request))
         .routes(routes!(request_alias))
+        .route_layer(axum::middleware::from_fn(strict_form))
         .with_state(state)
         .split_for_parts()
+}
+
+/// Posted form fields must be UTF-8 once percent-decoded: invalid encodings are refused (400),
+/// not stored as replacement characters.
+async fn strict_form(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let format = if req.uri().path().ends_with(".xml") {
+        Format::Xml
+    } else {
+        Format::Json
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, qingling_shared::http::MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return format.reply(Err(Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the form is larger than 64 KiB",
+            )))
+        }
+    };
+    if let Some(field) = field_not_utf8(&bytes) {
+        return format.reply(Err(Failure::bad_request(format!(
+            "{field}: is not UTF-8 once percent-decoded"
+        ))));
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+/// The first form field (its name, as far as it decodes) whose name or value is not UTF-8.
+fn field_not_utf8(form: &[u8]) -> Option<String> {
+    fn decode(s: &[u8]) -> Option<String> {
+        let mut out = Vec::with_capacity(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            match s[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < s.len() => {
+                    let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok()?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).ok()
+    }
+    form.split(|b| *b == b'&').find_map(|pair| {
+        let (k, v) = match pair.iter().position(|b| *b == b'=') {
+            Some(n) => (&pair[..n], &pair[n + 1..]),
+            None => (pair, &pair[..0]),
+        };
+        match (decode(k), decode(v)) {
+            (Some(_), Some(_)) => None,
+            (Some(k), None) => Some(k),
+            (None, _) => Some(String::from_utf8_lossy(k).into_owned()),
+        }
+    })
 }
 
 const DEFAULT_JURISDICTION: &str = "tongzhou";

@@ -88,3 +88,21 @@ fn public_text_shows_no_phone_or_id_number() {
         "园景阁西区"
     );
 }
+
+#[test]
+fn form_fields_must_decode_to_utf8() {
+    use super::field_not_utf8;
+    assert_eq!(
+        field_not_utf8(b"a=1&description=%E5%9C%B0%E4%B8%8B&b=x+y"),
+        None
+    );
+    assert_eq!(
+        field_not_utf8(b"a=1&description=%FF%FE&b=2").as_deref(),
+        Some("description")
+    );
+    assert_eq!(
+        field_not_utf8(b"desc=%E5%9C").as_deref(),
+        Some("desc"),
+        "a cut sequence"
+    );
+}
