@@ -588,3 +588,32 @@ async fn the_bus_takes_a_services_events_only_from_that_service() {
     assert_eq!(items, 2, "only the two real complaints are on the ledger");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once_and_served_again_when_one_frees() {
+    let env = TestEnv::start_with(&[
+        ("QINGLING_MAX_CONNECTIONS", "3"),
+        ("QINGLING_HEADER_TIMEOUT", "2s"),
+    ])
+    .await;
+    let a = addr(&env, "closure");
+    let mut held = vec![];
+    for _ in 0..3 {
+        held.push(TcpStream::connect(&a).await.unwrap());
+    }
+    // Give the server a moment to take the three.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let extra = TcpStream::connect(&a).await.unwrap();
+    assert!(
+        closed_within(extra, Duration::from_secs(1)).await < Duration::from_millis(900),
+        "the fourth connection was kept"
+    );
+    // The silent three are cut off by the header timeout; then the service serves again.
+    drop(held);
+    eventually("a free connection slot", WAIT, || async {
+        let r = reqwest::get(env.url("closure", "/healthz")).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    env.cleanup().await;
+}
