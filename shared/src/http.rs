@@ -64,13 +64,17 @@ where
 
 /// Parses JSON with the error classes of CONTRACT §3.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not well-formed JSON: {e}")))?;
-    // A key given twice would silently keep the last: refuse the ambiguity.
+    // One pass that also refuses a key given twice (it would silently keep the last).
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    if let Err(e) = serde::de::Deserializer::deserialize_any(&mut de, NoDuplicateKeys) {
-        return Err(ApiError::BadRequest(format!("the body is ambiguous: {e}")));
-    }
+    let value = serde::de::DeserializeSeed::deserialize(StrictValue, &mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| {
+            if e.to_string().contains("appears twice") {
+                ApiError::BadRequest(format!("the body is ambiguous: {e}"))
+            } else {
+                ApiError::BadRequest(format!("the body is not well-formed JSON: {e}"))
+            }
+        })?;
     if let Some(path) = nul_at(&value, "") {
         // PostgreSQL text cannot hold U+0000.
         return Err(ApiError::invalid_field(
@@ -106,58 +110,71 @@ fn charset_of(req: &Request) -> Option<String> {
     })
 }
 
-/// Walks a JSON document and fails on an object that names a key twice.
-struct NoDuplicateKeys;
+/// A JSON document as a `Value`, refusing an object that names a key twice.
+struct StrictValue;
 
-impl<'de> serde::de::DeserializeSeed<'de> for NoDuplicateKeys {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(NoDuplicateKeys)
+impl<'de> serde::de::DeserializeSeed<'de> for StrictValue {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+        d.deserialize_any(StrictValue)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
-    type Value = ();
+impl<'de> serde::de::Visitor<'de> for StrictValue {
+    type Value = serde_json::Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("JSON")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, v: bool) -> Result<serde_json::Value, E> {
+        Ok(v.into())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, v: f64) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<serde_json::Value, E> {
+        Ok(v.into())
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, v: String) -> Result<serde_json::Value, E> {
+        Ok(v.into())
     }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(NoDuplicateKeys)?.is_some() {}
-        Ok(())
+    fn visit_unit<E>(self) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<serde_json::Value, A::Error> {
+        let mut items = vec![];
+        while let Some(v) = seq.next_element_seed(StrictValue)? {
+            items.push(v);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<serde_json::Value, A::Error> {
+        let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
+            if out.contains_key(&key) {
                 return Err(serde::de::Error::custom(format!(
                     "the key {key:?} appears twice"
                 )));
             }
-            map.next_value_seed(NoDuplicateKeys)?;
+            let v = map.next_value_seed(StrictValue)?;
+            out.insert(key, v);
         }
-        Ok(())
+        Ok(serde_json::Value::Object(out))
     }
 }
 

@@ -172,10 +172,45 @@ impl Activity {
     }
 }
 
-/// A stream that records its activity.
+/// A stream that records its activity, and gives the HTTP layer's own bare error answers (a
+/// request line or header it cannot parse: 400, 414, 431, sent before any handler runs) a
+/// problem+json body like every other refusal.
 struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// A rewritten error answer being written, and how much of it is out.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+/// Whether `buf` is a whole bare error answer: a 4xx status line, no body, nothing after.
+fn is_bare_error(buf: &[u8]) -> bool {
+    buf.starts_with(b"HTTP/1.1 4")
+        && buf.len() < 1024
+        && buf.windows(4).position(|w| w == b"\r\n\r\n") == Some(buf.len() - 4)
+        && buf
+            .windows(19)
+            .any(|w| w.eq_ignore_ascii_case(b"content-length: 0\r\n"))
+}
+
+/// The same answer with a problem+json body.
+fn problem_answer(bare: &[u8]) -> Vec<u8> {
+    let line = bare.split(|b| *b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.splitn(3, ' ').skip(1);
+    let status: u16 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(400);
+    let title = parts.next().unwrap_or("Bad Request").to_string();
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": "the request could not be read as HTTP (its request line or a header is malformed or too long)",
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 {status} {title}\r\nconnection: close\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 impl<S> Watched<S> {
@@ -188,6 +223,7 @@ impl<S> Watched<S> {
             Watched {
                 inner,
                 activity: activity.clone(),
+                pending: None,
             },
             activity,
         )
@@ -215,6 +251,26 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.pending.is_none() && is_bare_error(buf) {
+            this.pending = Some((problem_answer(buf), 0));
+        }
+        if let Some((bytes, written)) = this.pending.as_mut() {
+            while *written < bytes.len() {
+                match Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                    }
+                    Poll::Ready(Ok(n)) => *written += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            this.pending = None;
+            this.activity.touch();
+            // The bare answer counts as written: it went out, with its body.
+            return Poll::Ready(Ok(buf.len()));
+        }
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -275,4 +331,36 @@ pub fn peer(req: &axum::extract::Request) -> Option<SocketAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_layers_bare_errors_get_a_problem_body() {
+        let bare = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 16:28:21 GMT\r\n\r\n";
+        assert!(is_bare_error(bare));
+        let answer = String::from_utf8(problem_answer(bare)).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        assert!(answer.contains("content-type: application/problem+json"));
+        let body = answer.split("\r\n\r\n").nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["status"], 400);
+        let len: usize = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(len, body.len());
+        // A handler's answers always carry a body, and a body's bytes are never rewritten.
+        assert!(!is_bare_error(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 57\r\n\r\n"
+        ));
+        assert!(!is_bare_error(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+        ));
+        assert!(!is_bare_error(b"{\"HTTP/1.1 400\"}"));
+    }
 }

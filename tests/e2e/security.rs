@@ -416,6 +416,19 @@ async fn odd_tokens_bodies_and_targets_get_clear_refusals() {
         .unwrap();
     assert!(r.status().is_client_error());
     assert_eq!(r.headers()["content-type"], "application/problem+json");
+    // Bytes the HTTP layer cannot parse: 400 as problem+json, before any handler.
+    let mut raw = TcpStream::connect(addr(&env, "intake")).await.unwrap();
+    raw.write_all(b"GET /v1/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![];
+    raw.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("application/problem+json") && answer.contains("\"status\":400"),
+        "{answer}"
+    );
     // An over-long target: 414 as problem+json.
     let r = env
         .http
