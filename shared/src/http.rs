@@ -263,8 +263,13 @@ pub async fn problem_for_plain_errors(req: Request, next: Next) -> Response {
         return res;
     }
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        return ApiError::MethodNotAllowed("method not allowed on this route".into())
-            .into_response();
+        let allow = res.headers().get(header::ALLOW).cloned();
+        let mut problem =
+            ApiError::MethodNotAllowed("method not allowed on this route".into()).into_response();
+        if let Some(allow) = allow {
+            problem.headers_mut().insert(header::ALLOW, allow);
+        }
+        return problem;
     }
     let detail = match axum::body::to_bytes(res.into_body(), 4096).await {
         Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
@@ -291,6 +296,18 @@ pub async fn problem_for_plain_errors(req: Request, next: Next) -> Response {
 pub async fn limit_auth_failures(req: Request, next: Next) -> Response {
     let ip = crate::server::peer(&req).map(|p| p.ip());
     let open311 = req.uri().path().starts_with("/open311/");
+    // An Open311 key can be guessed: past the limit, a post is refused before its key is tried.
+    if let Some(ip) = ip.filter(|_| open311 && req.method() == axum::http::Method::POST) {
+        if let Some(retry_after) = AUTH_FAILURES.blocked(ip, Instant::now()) {
+            return ApiError::TooManyRequests {
+                detail: format!(
+                    "more than {MAX_AUTH_FAILURES} failed sign-ins from this address in a minute"
+                ),
+                retry_after,
+            }
+            .into_response();
+        }
+    }
     let res = next.run(req).await;
     let failed = res.status() == StatusCode::UNAUTHORIZED
         || (open311 && res.status() == StatusCode::FORBIDDEN);
@@ -322,17 +339,49 @@ struct FailureLog(
     >,
 );
 
+/// An IPv6 client holds a whole /64: count them as one address.
+fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        other => other,
+    }
+}
+
+const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Addresses remembered at most; past it the old memories go, then all.
+const MAX_ADDRESSES: usize = 100_000;
+
 impl FailureLog {
+    /// `Some(seconds to wait)` while `ip` is over the limit.
+    fn blocked(&self, ip: std::net::IpAddr, now: Instant) -> Option<u64> {
+        let log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let times = log.get(&client_key(ip))?;
+        let recent: Vec<&Instant> = times
+            .iter()
+            .filter(|t| now.duration_since(**t) < WINDOW)
+            .collect();
+        (recent.len() >= MAX_AUTH_FAILURES)
+            .then(|| (WINDOW - now.duration_since(*recent[0])).as_secs().max(1))
+    }
+
     /// Records a failure at `now`; `Some(seconds to wait)` when it is one too many.
     fn record(&self, ip: std::net::IpAddr, now: Instant) -> Option<u64> {
-        const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+        let ip = client_key(ip);
         let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if log.len() > 100_000 {
-            // Many addresses: forget the ones whose failures are all old.
+        if log.len() >= MAX_ADDRESSES {
+            // Many addresses: forget those whose failures are all old, and if that is not
+            // enough, everything (memory stays bounded; the count starts again).
             log.retain(|_, t| {
                 t.back()
                     .is_some_and(|last| now.duration_since(*last) < WINDOW)
             });
+            if log.len() >= MAX_ADDRESSES {
+                log.clear();
+            }
         }
         let times = log.entry(ip).or_default();
         while times
@@ -501,6 +550,15 @@ mod tests {
         let wait = log.record(a, t0 + std::time::Duration::from_secs(1));
         assert!(wait.is_some_and(|s| (58..=60).contains(&s)), "{wait:?}");
         assert_eq!(log.record(b, t0), None, "another address is not affected");
+        assert!(log
+            .blocked(a, t0 + std::time::Duration::from_secs(2))
+            .is_some());
+        assert!(log.blocked(b, t0).is_none());
+        let (v6a, v6b): (std::net::IpAddr, std::net::IpAddr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::ffff:2".parse().unwrap(),
+        );
+        assert_eq!(client_key(v6a), client_key(v6b), "one /64 is one client");
         assert_eq!(
             log.record(a, t0 + std::time::Duration::from_secs(62)),
             None,

@@ -64,7 +64,9 @@ pub async fn connect(
             async_nats::ConnectOptions::new()
         }
     };
+    // Replies come to an inbox of this service's own, which no other service may read.
     let client = options
+        .custom_inbox_prefix(format!("_INBOX_{}", name.trim_start_matches("qingling-")))
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)

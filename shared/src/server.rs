@@ -79,12 +79,15 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: HTTP/2 without TLS would escape the header deadline.
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header);
     let builder = Arc::new(builder);
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -123,7 +126,7 @@ pub async fn serve(
             .into_owned();
         let conn = graceful.watch(conn);
         let idle = limits.idle;
-        tokio::spawn(async move {
+        connections.spawn(async move {
             tokio::select! {
                 _ = conn => {}
                 () = silent_for(idle, last) => {
@@ -134,13 +137,26 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Live streams end now; the requests in flight finish.
+    DRAINING.send_replace(true);
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after 10 s of shutdown; closing them");
     }
+    connections.abort_all();
     Ok(())
+}
+
+static DRAINING: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(false));
+
+/// Resolves when the server begins to stop: a response that never ends by itself (a live
+/// stream) ends then, so that stopping waits only for real requests.
+pub async fn draining() {
+    let mut rx = DRAINING.subscribe();
+    rx.wait_for(|d| *d).await.ok();
 }
 
 /// Resolves once nothing was read or written for `idle`.

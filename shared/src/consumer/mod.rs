@@ -407,6 +407,17 @@ impl<A: Apply> Consumer<A> {
                     .and_then(|v| v.as_str().parse::<i64>().ok())
                     .unwrap_or(0);
                 match serde_json::from_slice::<Envelope>(&msg.payload) {
+                    // Only what came on a listened source's subject, for its own event type: a
+                    // message put straight into this consumer's inbox, or an envelope whose type
+                    // is not its subject's, is no event of that source.
+                    Ok(ev)
+                        if !self.sources.contains(&source)
+                            || msg.subject.as_str()
+                                != crate::nats::subject(&self.prefix, &source, &ev.event_type) =>
+                    {
+                        tracing::error!(subject = %msg.subject, event_type = %ev.event_type, "dropping an event that did not come on its source's subject");
+                        msg.ack_with(AckKind::Term).await.ok();
+                    }
                     Ok(mut ev) => {
                         ev.position = position;
                         events.push((msg, source, ev));

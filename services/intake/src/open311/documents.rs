@@ -117,14 +117,21 @@ pub(super) fn service_request(s: &AppState, r: &PublicRow) -> Node {
         ("status_notes", leaf(notes)),
         ("service_name", leaf(service_name)),
         ("service_code", leaf(&r.category)),
-        ("description", leaf(scrub_numbers(&r.description))),
+        (
+            "description",
+            leaf(scrub_numbers(&qingling_shared::point::clean(
+                &r.description,
+            ))),
+        ),
         ("agency_responsible", leaf(street)),
         ("service_notice", leaf(notice(street, r.resolve_by))),
         ("requested_datetime", leaf(r.received_at)),
         ("updated_datetime", leaf(r.updated_at)),
         ("expected_datetime", leaf(r.resolve_by)),
         ("address", leaf(address(&r.point))),
-        ("address_id", leaf(r.point_id)),
+        // The point's id is derived from its address: it would give the building and basement
+        // away to anyone who tries the candidates.
+        ("address_id", leaf(Value::Null)),
         ("media_url", leaf(Value::Null)),
     ])
 }
@@ -233,7 +240,7 @@ pub(super) fn scrub_numbers(text: &str) -> String {
                     end = j + 1;
                     break;
                 }
-                ' ' | '-' | '(' | ')' | '+' | '（' | '）' | '—' => {}
+                ' ' | '-' | '(' | ')' | '+' | '（' | '）' | '—' | '.' | '/' => {}
                 _ => break,
             }
             j += 1;

@@ -81,10 +81,17 @@ async fn strict_form(req: axum::extract::Request, next: axum::middleware::Next) 
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, qingling_shared::http::MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => {
+        // Over the limit, or the body stopped arriving (the server's body deadline).
+        Err(e) if e.to_string().contains("length limit") => {
             return format.reply(Err(Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the form is larger than 64 KiB",
+            )))
+        }
+        Err(_) => {
+            return format.reply(Err(Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the form did not arrive in time",
             )))
         }
     };
@@ -108,7 +115,11 @@ fn field_not_utf8(form: &[u8]) -> Option<String> {
         while i < s.len() {
             match s[i] {
                 b'+' => out.push(b' '),
-                b'%' if i + 2 < s.len() => {
+                // A `%` not followed by two hex digits stays a `%`, as form decoders read it.
+                b'%' if i + 2 < s.len()
+                    && s[i + 1].is_ascii_hexdigit()
+                    && s[i + 2].is_ascii_hexdigit() =>
+                {
                     let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok()?;
                     out.push(u8::from_str_radix(hex, 16).ok()?);
                     i += 2;

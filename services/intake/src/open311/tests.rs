@@ -81,6 +81,14 @@ fn public_text_shows_no_phone_or_id_number() {
     );
     assert_eq!(scrub_numbers("3号楼B1有12间隔断"), "3号楼B1有12间隔断");
     assert_eq!(scrub_numbers("2026年11月28日"), "2026年11月28日");
+    assert_eq!(scrub_numbers("138.0013.8000"), "***");
+    assert_eq!(
+        scrub_numbers(&qingling_shared::point::clean(
+            "电话１３８００１３\u{200B}８０００"
+        )),
+        "电话***",
+        "full-width digits and invisible separators"
+    );
     assert_eq!(
         super::documents::address(
             &serde_json::json!({"community": "园景阁西区", "building": "3", "basement": "B1", "address": "园景阁西区3号楼B1"})

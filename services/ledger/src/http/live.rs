@@ -71,11 +71,13 @@ pub(super) async fn stream(
         (false, Some(token)) => (Caller::from_token(&s.keys, token)?, token.to_string()),
         _ => (
             Caller::from_headers(&s.keys, &headers)?,
+            // The token itself, however the header spells "Bearer" and its spaces.
             headers
                 .get(header::AUTHORIZATION)
                 .and_then(|h| h.to_str().ok())
-                .unwrap_or_default()
-                .to_string(),
+                .and_then(|h| h.trim().split_once(' '))
+                .map(|(_, t)| t.trim().to_string())
+                .unwrap_or_default(),
         ),
     };
     let district = readable_district(&s, &caller, q.district)?;
@@ -112,7 +114,13 @@ pub(super) async fn stream(
             }
         },
     );
-    let events = futures::StreamExt::take_until(futures::StreamExt::chain(first, updates), expiry);
+    let end = async {
+        tokio::select! {
+            () = expiry => {}
+            () = qingling_shared::server::draining() => {}
+        }
+    };
+    let events = futures::StreamExt::take_until(futures::StreamExt::chain(first, updates), end);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
