@@ -24,6 +24,8 @@ pub enum ClosureEvent {
         outcome: Outcome,
         note: Option<String>,
     },
+    /// A street uploaded a photo (CONTRACT §9), kept by the system, content-addressed.
+    EvidenceUploaded(Uploaded),
     /// The reviewer sends it back with a reason.
     ClosureRejected {
         closure_id: Uuid,
@@ -38,28 +40,33 @@ pub mod types {
     pub const CLOSURE_REQUESTED: &str = "closure_requested";
     pub const CLOSURE_APPROVED: &str = "closure_approved";
     pub const CLOSURE_REJECTED: &str = "closure_rejected";
+    pub const EVIDENCE_UPLOADED: &str = "evidence_uploaded";
 }
 
 event_family!(ClosureEvent {
     ClosureRequested => types::CLOSURE_REQUESTED,
     ClosureApproved => types::CLOSURE_APPROVED,
     ClosureRejected => types::CLOSURE_REJECTED,
+    EvidenceUploaded => types::EVIDENCE_UPLOADED,
 });
 
 impl ClosureEvent {
-    pub fn closure_id(&self) -> Uuid {
+    /// The write-off request the event is about (none for an uploaded photo).
+    pub fn closure_id(&self) -> Option<Uuid> {
         match self {
-            ClosureEvent::ClosureRequested(r) => r.closure_id,
+            ClosureEvent::ClosureRequested(r) => Some(r.closure_id),
             ClosureEvent::ClosureApproved { closure_id, .. }
-            | ClosureEvent::ClosureRejected { closure_id, .. } => *closure_id,
+            | ClosureEvent::ClosureRejected { closure_id, .. } => Some(*closure_id),
+            ClosureEvent::EvidenceUploaded(_) => None,
         }
     }
 
-    pub fn item_id(&self) -> Uuid {
+    pub fn item_id(&self) -> Option<Uuid> {
         match self {
-            ClosureEvent::ClosureRequested(r) => r.item_id,
+            ClosureEvent::ClosureRequested(r) => Some(r.item_id),
             ClosureEvent::ClosureApproved { item_id, .. }
-            | ClosureEvent::ClosureRejected { item_id, .. } => *item_id,
+            | ClosureEvent::ClosureRejected { item_id, .. } => Some(*item_id),
+            ClosureEvent::EvidenceUploaded(u) => u.item_id,
         }
     }
 }
@@ -96,13 +103,38 @@ pub struct Checklist {
     pub layout_restored: bool,
 }
 
-/// A piece of evidence a write-off request cites.
+/// A piece of evidence a write-off request cites: a link, or a photo the system keeps (then with
+/// its size and sniffed type).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evidence {
     pub kind: String,
     pub uri: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+/// The stream of an uploaded photo, named by its content.
+pub fn evidence_stream(sha256: &str) -> String {
+    format!("evidence-{sha256}")
+}
+
+/// The data of `evidence_uploaded`: what the system knows of a photo it keeps, never its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Uploaded {
+    pub sha256: String,
+    pub bytes: i64,
+    pub content_type: String,
+    pub district: String,
+    pub street: String,
+    pub item_id: Option<Uuid>,
+    /// The page's own clock and position when the photo was taken, if it sent them.
+    pub taken_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub lat: Option<f64>,
+    pub long: Option<f64>,
 }
 
 /// The data of `closure_requested`.
@@ -162,13 +194,31 @@ mod tests {
                 "closure_rejected",
                 json!({"closure_id": c, "item_id": i, "reviewer": "r1", "reason": "照片不清"}),
             ),
+            (
+                "closure_requested",
+                json!({
+                "closure_id": c, "item_id": i, "district": "tongzhou", "street": "jiukeshu",
+                "category": "basement_illegal_residence", "outcome": "rectified",
+                "checklist": {"no_illegal_residents": true, "no_garbage_or_unsafe_partitions": true, "no_illegal_use": true, "layout_restored": true},
+                "rooms_cleared": 1, "partition_area_m2": null,
+                "evidence": [{"kind": "photo", "uri": "/v1/evidence/ab", "sha256": "ab", "bytes": 1234, "content_type": "image/jpeg"}],
+                "note": ""}),
+            ),
         ];
+        let uploaded = json!({"sha256": "ab", "bytes": 1234, "content_type": "image/png",
+            "district": "tongzhou", "street": "jiukeshu", "item_id": null,
+            "taken_at": "2026-11-28T08:00:00Z", "lat": 39.9, "long": 116.6});
+        let e = ClosureEvent::parse(Uuid::nil(), "evidence_uploaded", &uploaded)
+            .unwrap()
+            .unwrap();
+        assert_tag_matches(&e);
+        assert_eq!(e.to_new_event().data, uploaded);
         for (t, data) in cases {
             let e = ClosureEvent::parse(Uuid::nil(), t, &data)
                 .unwrap()
                 .unwrap_or_else(|| panic!("{t} is known"));
             assert_tag_matches(&e);
-            assert_eq!((e.closure_id(), e.item_id()), (c, i));
+            assert_eq!((e.closure_id(), e.item_id()), (Some(c), Some(i)));
             let back = e.to_new_event();
             assert_eq!(back.event_type, t);
             assert_eq!(back.data, data, "{t} comes back as it was written");

@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod cleanup;
 mod consuming;
+mod evidence;
 mod faults;
 mod fuzz;
 mod lifecycle;

@@ -60,6 +60,8 @@ const ROUTES: [(&str, &[(&str, &str)]); 3] = [
             ("get", "/v1/closures/{id}"),
             ("post", "/v1/closures/{id}/approve"),
             ("post", "/v1/closures/{id}/reject"),
+            ("post", "/v1/evidence"),
+            ("get", "/v1/evidence/{sha256}"),
         ],
     ),
 ];

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::Notify;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use qingling_events::Event;
@@ -42,6 +43,13 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(detail))
         .routes(routes!(approve))
         .routes(routes!(reject))
+        .routes(
+            routes!(crate::evidence::upload).layer(axum::extract::DefaultBodyLimit::max(
+                // The photo, and the multipart framing and fields around it.
+                crate::evidence::max_bytes() + 64 * 1024,
+            )),
+        )
+        .routes(routes!(crate::evidence::fetch))
         .with_state(state)
         .split_for_parts()
 }
@@ -101,6 +109,8 @@ async fn request(
     JsonBody(input): JsonBody<RequestInput>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(&[Role::Street])?;
+    let mut input = input;
+    resolve_kept_evidence(&s, &mut input).await?;
     let req = input.parse().map_err(ApiError::invalid)?;
     let mut tx = s.pool.begin().await?;
     let item = store::get_item(&mut tx, req.item_id)
@@ -164,6 +174,36 @@ async fn request(
             .unwrap_or_default(),
         ),
     ))
+}
+
+/// Evidence cited by `evidence_id` (a photo uploaded here) becomes a piece with its URI, hash,
+/// size and type; an unknown id is 422.
+async fn resolve_kept_evidence(s: &AppState, input: &mut RequestInput) -> Result<(), ApiError> {
+    let Some(list) = input.evidence.as_mut() else {
+        return Ok(());
+    };
+    let mut c = s.pool.acquire().await?;
+    for (i, e) in list.iter_mut().enumerate() {
+        let Some(id) = e
+            .evidence_id
+            .as_deref()
+            .map(|id| id.trim().to_ascii_lowercase())
+        else {
+            continue;
+        };
+        let row = store::get_evidence(&mut c, &id).await?.ok_or_else(|| {
+            ApiError::invalid_field(
+                &format!("evidence[{i}].evidence_id"),
+                format!("no uploaded evidence {id} (POST /v1/evidence first)"),
+            )
+        })?;
+        e.kind = Some("photo".into());
+        e.uri = Some(format!("{}{}", domain::KEPT_EVIDENCE_PATH, row.sha256));
+        e.sha256 = Some(row.sha256);
+        e.bytes = Some(row.bytes);
+        e.content_type = Some(row.content_type);
+    }
+    Ok(())
 }
 
 async fn visible(s: &AppState, caller: &Caller, id: Uuid) -> Result<ClosureRow, ApiError> {

@@ -2,6 +2,7 @@
 
 pub mod consumer;
 pub mod domain;
+pub mod evidence;
 pub mod http;
 pub mod projector;
 pub mod store;
@@ -13,10 +14,16 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     name: "closure",
     addr_var: "QINGLING_CLOSURE_ADDR",
     default_addr: "127.0.0.1:8083",
-    migrations: &[(
-        "0002_closures",
-        include_str!("../../../migrations/closure/0002_closures.sql"),
-    )],
+    migrations: &[
+        (
+            "0002_closures",
+            include_str!("../../../migrations/closure/0002_closures.sql"),
+        ),
+        (
+            "0003_evidence",
+            include_str!("../../../migrations/closure/0003_evidence.sql"),
+        ),
+    ],
     listens_to: &["ledger"],
     description: "Write-off requests (销账申请) with the 三无一恢复 checklist and evidence, and their review.",
 };

@@ -17,7 +17,7 @@ pub struct AlreadyPending(pub uuid::Uuid);
 
 impl qingling_shared::rebuild::Projector for Projector {
     fn tables(&self) -> &'static [&'static str] {
-        &["closures", "items"]
+        &["closures", "items", "evidence"]
     }
 
     async fn project_own(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
@@ -26,6 +26,11 @@ impl qingling_shared::rebuild::Projector for Projector {
 }
 
 pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
+    // A photo's stream is named by its hash, not by a request id.
+    if let Some(ClosureEvent::EvidenceUploaded(u)) = ClosureEvent::from_envelope(ev)? {
+        store::insert_evidence(c, &u, &ev.actor, ev.occurred_at).await?;
+        return Ok(());
+    }
     let id = ev
         .stream_id()
         .ok_or_else(|| anyhow::anyhow!("{} is not a closure stream", ev.stream))?;
@@ -34,6 +39,7 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
         return Ok(());
     };
     match event {
+        ClosureEvent::EvidenceUploaded(_) => {}
         ClosureEvent::ClosureRequested(r) => {
             if !store::insert_requested(c, &r, &ev.actor, ev.occurred_at).await? {
                 return Err(AlreadyPending(r.item_id).into());

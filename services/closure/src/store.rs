@@ -217,3 +217,85 @@ pub async fn list_closures(
         .fetch_all(c)
         .await
 }
+
+/// The projection of `evidence_uploaded`.
+pub async fn insert_evidence(
+    c: &mut PgConnection,
+    u: &qingling_events::closure::Uploaded,
+    by: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into evidence (sha256, bytes, content_type, district, street, item_id, uploaded_by, received_at, taken_at, lat, long)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) on conflict (sha256) do nothing",
+    )
+    .bind(&u.sha256)
+    .bind(u.bytes)
+    .bind(&u.content_type)
+    .bind(&u.district)
+    .bind(&u.street)
+    .bind(u.item_id)
+    .bind(by)
+    .bind(at)
+    .bind(u.taken_at)
+    .bind(u.lat)
+    .bind(u.long)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// A kept photo's record.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EvidenceRow {
+    pub sha256: String,
+    pub bytes: i64,
+    pub content_type: String,
+    pub district: String,
+    pub street: String,
+    pub received_at: DateTime<Utc>,
+}
+
+pub async fn get_evidence(c: &mut PgConnection, sha256: &str) -> sqlx::Result<Option<EvidenceRow>> {
+    sqlx::query_as(
+        "select sha256, bytes, content_type, district, street, received_at from evidence where sha256 = $1",
+    )
+    .bind(sha256)
+    .fetch_optional(c)
+    .await
+}
+
+/// Keeps a photo's bytes (once per content).
+pub async fn put_blob(c: &mut PgConnection, sha256: &str, body: &[u8]) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into evidence_blobs (sha256, body) values ($1, $2) on conflict (sha256) do nothing",
+    )
+    .bind(sha256)
+    .bind(body)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_blob(c: &mut PgConnection, sha256: &str) -> sqlx::Result<Option<Vec<u8>>> {
+    sqlx::query_scalar("select body from evidence_blobs where sha256 = $1")
+        .bind(sha256)
+        .fetch_optional(c)
+        .await
+}
+
+/// Whether a write-off request of `district` cites the photo.
+pub async fn cited_in_district(
+    c: &mut PgConnection,
+    sha256: &str,
+    district: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from closures where district = $2
+           and evidence @> jsonb_build_array(jsonb_build_object('sha256', $1::text)))",
+    )
+    .bind(sha256)
+    .bind(district)
+    .fetch_one(c)
+    .await
+}

@@ -102,6 +102,7 @@ impl Apply for Events {
                 | ComplaintEvent::FollowUpRecorded { .. }
                 | ComplaintEvent::CallerRevealed { .. },
             ))
+            | Some(Foreign::Closure(ClosureEvent::EvidenceUploaded(_)))
             | None => Ok(()),
         };
         settle(ev, result)

@@ -30,6 +30,15 @@ pub struct EvidenceInput {
     pub kind: Option<String>,
     pub uri: Option<String>,
     pub sha256: Option<String>,
+    /// An uploaded photo (`POST /v1/evidence`), instead of `kind`, `uri` and `sha256`.
+    pub evidence_id: Option<String>,
+    /// Filled in by the service for an uploaded photo, not taken from the client.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub bytes: Option<i64>,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub content_type: Option<String>,
 }
 
 /// The checklist's four points, by their field names.
@@ -58,6 +67,9 @@ pub struct WriteOffRequest {
 }
 
 pub const EVIDENCE_KINDS: [&str; 3] = ["photo", "document", "video"];
+/// Where the photos this service keeps are served (`GET /v1/evidence/{sha256}`).
+pub const KEPT_EVIDENCE_PATH: &str = "/v1/evidence/";
+
 /// Where evidence may be kept: object stores and web addresses, not scripts or local paths.
 pub const EVIDENCE_SCHEMES: [&str; 6] = ["s3", "oss", "cos", "obs", "https", "http"];
 
@@ -159,9 +171,12 @@ impl RequestInput {
                     }
                     let uri = e.uri.map(|u| u.trim().to_string()).unwrap_or_default();
                     let scheme = uri.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+                    // A storage URI elsewhere, or a photo this service keeps (resolved from
+                    // its `evidence_id` before parsing).
                     let stored = scheme
                         .as_deref()
-                        .is_some_and(|s| EVIDENCE_SCHEMES.contains(&s));
+                        .is_some_and(|s| EVIDENCE_SCHEMES.contains(&s))
+                        || uri.starts_with(KEPT_EVIDENCE_PATH);
                     if uri.len() > 2000 || !stored {
                         errors.push(FieldError::new(
                             format!("evidence[{i}].uri"),
@@ -180,7 +195,13 @@ impl RequestInput {
                             ));
                         }
                     }
-                    evidence.push(Evidence { kind, uri, sha256 });
+                    evidence.push(Evidence {
+                        kind,
+                        uri,
+                        sha256,
+                        bytes: e.bytes,
+                        content_type: e.content_type,
+                    });
                 }
             }
         }
@@ -257,7 +278,7 @@ impl Closure {
                     match e {
                         ClosureEvent::ClosureApproved { .. } => c.status = ClosureStatus::Approved,
                         ClosureEvent::ClosureRejected { .. } => c.status = ClosureStatus::Rejected,
-                        ClosureEvent::ClosureRequested(_) => {}
+                        ClosureEvent::ClosureRequested(_) | ClosureEvent::EvidenceUploaded(_) => {}
                     }
                 }
                 (None, _) => return None,

@@ -163,7 +163,7 @@ mod properties {
                 checklist: Some(ChecklistInput { no_illegal_residents: flags[0], no_garbage_or_unsafe_partitions: flags[1], no_illegal_use: flags[2], layout_restored: flags[3] }),
                 rooms_cleared: Some(1),
                 partition_area_m2: None,
-                evidence: Some((0..n_evidence).map(|_| EvidenceInput { kind: Some("photo".into()), uri: Some("s3://b/p.jpg".into()), sha256: None }).collect()),
+                evidence: Some((0..n_evidence).map(|_| EvidenceInput { kind: Some("photo".into()), uri: Some("s3://b/p.jpg".into()), sha256: None, evidence_id: None, bytes: None, content_type: None }).collect()),
                 note: Some(note.clone()),
             };
             match input.parse() {
