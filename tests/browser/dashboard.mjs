@@ -101,7 +101,12 @@ try {
 } catch (e) {
   failed = e;
 } finally {
+  // The lists and the curve refresh at most once a second: let them catch up for the picture.
+  if (!failed) await page.waitForTimeout(2500).catch(() => {});
   await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
+  // The same page on a phone screen.
+  await page.setViewportSize({ width: 390, height: 844 }).catch(() => {});
+  await page.screenshot({ path: shot.replace(/\.png$/, '-phone.png'), fullPage: true }).catch(() => {});
   await browser.close();
 }
 if (failed) {
