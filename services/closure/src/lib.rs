@@ -2,7 +2,6 @@
 
 pub mod consumer;
 pub mod domain;
-pub mod evidence;
 pub mod http;
 pub mod projector;
 pub mod store;

@@ -26,18 +26,18 @@ impl qingling_shared::rebuild::Projector for Projector {
 }
 
 pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
+    // A type of a newer release (in a mixed deployment) changes nothing here.
+    let Some(event) = ClosureEvent::from_envelope(ev)? else {
+        return Ok(());
+    };
     // A photo's stream is named by its hash, not by a request id.
-    if let Some(ClosureEvent::EvidenceUploaded(u)) = ClosureEvent::from_envelope(ev)? {
-        store::insert_evidence(c, &u, &ev.actor, ev.occurred_at).await?;
+    if let ClosureEvent::EvidenceUploaded(u) = &event {
+        store::insert_evidence(c, u, &ev.actor, ev.occurred_at).await?;
         return Ok(());
     }
     let id = ev
         .stream_id()
         .ok_or_else(|| anyhow::anyhow!("{} is not a closure stream", ev.stream))?;
-    // A type of a newer release (in a mixed deployment) changes nothing here.
-    let Some(event) = ClosureEvent::from_envelope(ev)? else {
-        return Ok(());
-    };
     match event {
         ClosureEvent::EvidenceUploaded(_) => {}
         ClosureEvent::ClosureRequested(r) => {

@@ -5,6 +5,8 @@ use qingling_shared::FieldError;
 use serde::Deserialize;
 use uuid::Uuid;
 
+pub mod evidence;
+
 /// The body of `POST /v1/closures`, as sent.
 #[derive(Debug, Deserialize, Clone, utoipa::ToSchema)]
 pub struct RequestInput {

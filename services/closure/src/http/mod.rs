@@ -1,4 +1,6 @@
-//! closure's HTTP routes (CONTRACT §6).
+//! closure's HTTP routes (CONTRACT §6, and §9 in `evidence`).
+
+mod evidence;
 
 use std::sync::Arc;
 
@@ -44,12 +46,12 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(approve))
         .routes(routes!(reject))
         .routes(
-            routes!(crate::evidence::upload).layer(axum::extract::DefaultBodyLimit::max(
+            routes!(evidence::upload).layer(axum::extract::DefaultBodyLimit::max(
                 // The photo, and the multipart framing and fields around it.
-                crate::evidence::max_bytes() + 64 * 1024,
+                crate::domain::evidence::max_bytes() + 64 * 1024,
             )),
         )
-        .routes(routes!(crate::evidence::fetch))
+        .routes(routes!(evidence::fetch))
         .with_state(state)
         .split_for_parts()
 }

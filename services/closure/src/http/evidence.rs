@@ -1,4 +1,4 @@
-//! Evidence the system keeps (CONTRACT §9): a street uploads a photo of the cleared basement; the
+//! The evidence routes (CONTRACT §9): a street uploads a photo of the cleared basement; the
 //! original is kept, content-addressed by SHA-256, and a write-off request cites it by id.
 
 use axum::body::Body;
@@ -14,50 +14,10 @@ use qingling_shared::{ApiError, Caller, EventMeta, Role};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::AppState;
+use crate::domain::evidence::{is_whole, max_bytes, sniff};
 use crate::domain::KEPT_EVIDENCE_PATH;
-use crate::http::AppState;
 use crate::{projector, store};
-
-/// The largest photo accepted unless `QINGLING_EVIDENCE_MAX_BYTES` says otherwise.
-pub const DEFAULT_MAX_BYTES: usize = 10 * 1024 * 1024;
-
-/// At most this many parts in one upload: a photo and four fields.
-const MAX_PARTS: usize = 8;
-
-/// `QINGLING_EVIDENCE_MAX_BYTES`.
-pub fn max_bytes() -> usize {
-    std::env::var("QINGLING_EVIDENCE_MAX_BYTES")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_MAX_BYTES)
-}
-
-/// The image types accepted, recognised by their bytes.
-pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
-    }
-}
-
-/// Whether an image of `content_type` is whole: a JPEG ends with its end marker, a PNG with its
-/// IEND chunk, a WebP is as long as its RIFF header says.
-pub fn is_whole(content_type: &str, bytes: &[u8]) -> bool {
-    match content_type {
-        "image/jpeg" => bytes.len() > 4 && bytes.ends_with(&[0xFF, 0xD9]),
-        "image/png" => bytes.len() > 20 && bytes[bytes.len() - 8..bytes.len() - 4] == *b"IEND",
-        "image/webp" => {
-            let size = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-            size + 8 == bytes.len()
-        }
-        _ => false,
-    }
-}
 
 /// What an upload answers (CONTRACT §9).
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -82,6 +42,9 @@ impl From<store::EvidenceRow> for Kept {
         }
     }
 }
+
+/// At most this many parts in one upload: a photo and four fields.
+const MAX_PARTS: usize = 8;
 
 /// The parts of an upload.
 #[derive(Default)]
