@@ -403,10 +403,22 @@ impl FailureLog {
 /// The longest request target served (414 beyond, as problem+json).
 pub const MAX_URI: usize = 8 * 1024;
 
-/// The page policy: scripts only from this origin (none inline), no framing.
+/// The page policy: scripts only from this origin (none inline), no framing. The console's
+/// differs only in `connect-src` and `img-src` (see [`console_policy`]).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
     frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// The console's page policy: [`CONTENT_SECURITY_POLICY`], and it may call `services` and show
+/// photos it fetched (blob URLs).
+pub fn console_policy(services: &[&str]) -> String {
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data: blob:; connect-src 'self' {}; frame-ancestors 'none'; \
+         base-uri 'none'; form-action 'self'",
+        services.join(" ")
+    )
+}
 
 /// Security headers (CONTRACT §13): `nosniff` on every answer; `Cache-Control: no-store` on API
 /// answers (they may carry personal data) unless they say otherwise; on HTML pages a policy with
@@ -434,11 +446,14 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if html {
+    // A page that calls other origins (the console) brings its own policy.
+    if html && !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
             header::HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         );
+    }
+    if html {
         h.insert(
             header::X_FRAME_OPTIONS,
             header::HeaderValue::from_static("DENY"),

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod consumer;
 pub mod db;
 pub mod error;

@@ -155,7 +155,8 @@ impl Runtime {
                 crate::http::problem_for_plain_errors,
             ))
             .layer(axum::middleware::from_fn(crate::http::limit_auth_failures))
-            .layer(axum::middleware::from_fn(crate::http::security_headers));
+            .layer(axum::middleware::from_fn(crate::http::security_headers))
+            .layer(crate::console::cors()?);
         let router = router.route_layer(axum::middleware::from_fn(crate::http::track_metrics));
         let listener = tokio::net::TcpListener::bind(&self.config.listen_addr)
             .await

@@ -267,3 +267,68 @@ async fn a_kept_photo_is_cited_once_stored_and_shown_only_to_those_who_may_see_i
     );
     env.cleanup().await;
 }
+
+/// `QINGLING_EVIDENCE_STORE=s3://…`: the bytes go to an S3-compatible bucket (moto here), keyed by
+/// their SHA-256 under the prefix; the database keeps the records only. A bucket that is down is
+/// a 503 that leaves nothing.
+#[tokio::test]
+async fn photos_kept_in_an_s3_compatible_bucket() {
+    let bucket = "qingling-evidence";
+    let mut moto = qingling_tests::moto::Moto::start(bucket).await;
+    let env = TestEnv::start_with(&[
+        ("QINGLING_EVIDENCE_STORE", "s3://qingling-evidence/photos/"),
+        ("AWS_ENDPOINT_URL", &moto.url),
+        ("AWS_ACCESS_KEY_ID", "qingling-test"),
+        ("AWS_SECRET_ACCESS_KEY", "qingling-test-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ])
+    .await;
+    let st = env.token(Role::Street, "jiukeshu");
+    let photo = jpeg(9, 50_000);
+    let sha = hex::encode(Sha256::digest(&photo));
+    let (status, kept) = upload(&env, Some(&st), &[("file", Some("a.jpg"), &photo)]).await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    assert_eq!(kept["sha256"], sha.as_str());
+    let in_bucket = moto
+        .object(bucket, &format!("photos/{sha}"))
+        .await
+        .expect("the photo is in the bucket under its hash");
+    assert_eq!(in_bucket, photo);
+    let rows: i64 = sqlx::query_scalar("select count(*) from evidence_blobs")
+        .fetch_one(&mut env.db("closure").await)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the bytes are not in the database");
+    let (status, again) = upload(&env, Some(&st), &[("file", Some("b.jpg"), &photo)]).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+
+    let fetch = || {
+        env.http
+            .get(env.url("closure", &format!("/v1/evidence/{sha}")))
+            .bearer_auth(&st)
+            .send()
+    };
+    let r = fetch().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(hex::encode(Sha256::digest(r.bytes().await.unwrap())), sha);
+
+    // The bucket goes away: an upload is refused as unavailable and leaves no record or event.
+    moto.stop().await;
+    let before = events(&env).await;
+    let other = jpeg(10, 3000);
+    let (status, v) = upload(&env, Some(&st), &[("file", Some("c.jpg"), &other)]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["status"], 503);
+    assert_eq!(events(&env).await, before);
+    let records: i64 = sqlx::query_scalar("select count(*) from evidence")
+        .fetch_one(&mut env.db("closure").await)
+        .await
+        .unwrap();
+    assert_eq!(records, 1);
+    assert_eq!(
+        fetch().await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    env.cleanup().await;
+}

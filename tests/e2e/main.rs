@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod bad_input;
 mod cleanup;
+mod console;
 mod consuming;
 mod evidence;
 mod faults;

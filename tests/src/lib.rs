@@ -2,6 +2,7 @@
 //! subject prefix, so tests run in parallel without touching each other.
 
 pub mod cluster;
+pub mod moto;
 pub mod proxy;
 
 use std::path::PathBuf;
@@ -172,6 +173,26 @@ impl TestEnv {
             let s = env.spawn(name).await;
             env.services.push(s);
         }
+        env
+    }
+
+    /// Starts the services on fixed ports, each told all three addresses, as on one machine with
+    /// the defaults: the ledger's console knows where intake and closure are, and they allow the
+    /// console's origin by CORS.
+    pub async fn start_for_console(extra: &[(&str, &str)]) -> TestEnv {
+        let mut env = Self::new(extra);
+        for name in SERVICES {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let addr = format!("127.0.0.1:{port}");
+            env.fixed_addrs.push((name.to_string(), addr.clone()));
+            env.extra_env
+                .push((format!("QINGLING_{}_ADDR", name.to_uppercase()), addr));
+        }
+        env.start_services().await;
         env
     }
 

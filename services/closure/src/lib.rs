@@ -1,5 +1,6 @@
 //! qingling-closure: write-off requests (销账申请) and their review.
 
+pub mod blobs;
 pub mod consumer;
 pub mod domain;
 pub mod http;
@@ -34,7 +35,9 @@ pub async fn run() -> anyhow::Result<()> {
         keys: JwtKeys::with_max_ttl(&rt.config.jwt_secret, rt.config.max_token_ttl),
         orgs: Orgs::load()?,
         relay_wake: rt.relay_wake.clone(),
+        blobs: blobs::Blobs::from_env()?,
     };
+    tracing::info!(store = %state.blobs.describe(), "evidence store");
     rt.serve(&SPEC, http::router(state), consumer::LedgerEvents)
         .await
 }

@@ -46,6 +46,14 @@ impl Apply for LedgerEvents {
             return Ok(());
         };
         let item_id = item.item_id();
+        // Which points have an open item, whether or not a complaint of intake's is on it.
+        match &item {
+            ItemEvent::ItemRegistered(r) => {
+                store::items_opened(c, &[(r.item_id, r.point_id, r.category.as_str())]).await?
+            }
+            ItemEvent::ItemWrittenOff(_) => store::item_closed(c, item_id).await?,
+            _ => {}
+        }
         // The ledger's word on a return: taken (the complaint left the item) or refused.
         match &item {
             ItemEvent::ComplaintUnlinked { complaint_id, .. } => {
@@ -163,6 +171,19 @@ async fn registered_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Resu
     if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
         return Ok(false);
     }
+    let opened: Vec<(Uuid, Uuid, &str)> = items
+        .iter()
+        .filter_map(|i| match i {
+            ItemEvent::ItemRegistered(r) => Some((r.item_id, r.point_id, r.category.as_str())),
+            _ => None,
+        })
+        .collect();
+    // Two items at one point in one statement would conflict with themselves: one by one then.
+    let points: HashSet<_> = opened.iter().map(|o| (o.1, o.2)).collect();
+    if points.len() != opened.len() {
+        return Ok(false);
+    }
+    store::items_opened(c, &opened).await?;
     let locked: HashMap<Uuid, Status> = store::complaints_for_update(c, &ids, None)
         .await?
         .into_iter()

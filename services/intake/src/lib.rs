@@ -31,6 +31,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
             "0004_caller_reveals",
             include_str!("../../../migrations/intake/0004_caller_reveals.sql"),
         ),
+        (
+            "0005_operator_lookups",
+            include_str!("../../../migrations/intake/0005_operator_lookups.sql"),
+        ),
     ],
     listens_to: &["ledger"],
     description: "Complaints (接诉), dispatch (派单), returns, follow-up (回访), monthly street metrics, and Open311 GeoReport v2.",

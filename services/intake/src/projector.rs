@@ -21,6 +21,7 @@ impl qingling_shared::rebuild::Projector for Projector {
             "complaint_history",
             "street_metrics",
             "caller_reveals",
+            "open_items",
         ]
     }
 

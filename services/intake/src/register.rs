@@ -42,35 +42,12 @@ pub async fn register_complaint(
     input: ComplaintInput,
     key: Option<String>,
 ) -> Result<Registered, ApiError> {
-    caller.require(&[Role::Operator])?;
     let request_hash = hex::encode(Sha256::digest(
         serde_json::to_vec(&input).unwrap_or_default(),
     ));
     // Microseconds, as PostgreSQL keeps them: the answer matches later reads.
     let now = Utc::now().trunc_subsecs(6);
-    let complaint = input
-        .parse(&s.orgs, &s.catalog, now)
-        .map_err(ApiError::invalid)?;
-    caller.ensure_covers(&complaint.district, &complaint.street)?;
-    // A point named by id rather than by its address must be one this street already has: an id
-    // from elsewhere would put the complaint on another street's item.
-    if complaint.point_id != domain::point_id(&complaint.district, &complaint.point)
-        && !store::point_of_street(
-            &mut *s.pool.acquire().await?,
-            complaint.point_id,
-            &complaint.district,
-            &complaint.street,
-        )
-        .await?
-    {
-        return Err(ApiError::invalid_field(
-            "point.point_id",
-            format!(
-                "is not a point of {} in {}: give the address, or the id of one of its points",
-                complaint.street, complaint.district
-            ),
-        ));
-    }
+    let complaint = checked(s, caller, input, now).await?;
 
     if let Some(key) = &key {
         if let Some(saved) =
@@ -122,6 +99,69 @@ pub async fn register_complaint(
             )
         }
     }
+}
+
+/// The checks of a registration: the caller, the input, and a point named by id.
+async fn checked(
+    s: &AppState,
+    caller: &Caller,
+    input: ComplaintInput,
+    now: DateTime<Utc>,
+) -> Result<domain::Complaint, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let complaint = input
+        .parse(&s.orgs, &s.catalog, now)
+        .map_err(ApiError::invalid)?;
+    caller.ensure_covers(&complaint.district, &complaint.street)?;
+    // A point named by id rather than by its address must be one this street already has: an id
+    // from elsewhere would put the complaint on another street's item.
+    if complaint.point_id != domain::point_id(&complaint.district, &complaint.point)
+        && !store::point_of_street(
+            &mut *s.pool.acquire().await?,
+            complaint.point_id,
+            &complaint.district,
+            &complaint.street,
+        )
+        .await?
+    {
+        return Err(ApiError::invalid_field(
+            "point.point_id",
+            format!(
+                "is not a point of {} in {}: give the address, or the id of one of its points",
+                complaint.street, complaint.district
+            ),
+        ));
+    }
+    Ok(complaint)
+}
+
+/// What a registration would do, recording nothing (CONTRACT §10).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Preview {
+    pub point_id: Uuid,
+    pub street: String,
+    /// The open item at the point the call would join (a repeat call is not a second problem).
+    pub would_link_to: Option<Uuid>,
+}
+
+/// The same checks as [`register_complaint`], and the open item the call would join.
+pub async fn preview_complaint(
+    s: &AppState,
+    caller: &Caller,
+    input: ComplaintInput,
+) -> Result<Preview, ApiError> {
+    let complaint = checked(s, caller, input, Utc::now()).await?;
+    let would_link_to = store::open_item_at(
+        &mut *s.pool.acquire().await?,
+        complaint.point_id,
+        &complaint.category,
+    )
+    .await?;
+    Ok(Preview {
+        point_id: complaint.point_id,
+        street: complaint.street,
+        would_link_to,
+    })
 }
 
 fn replay(saved: store::SavedResponse, request_hash: &str) -> Result<Registered, ApiError> {

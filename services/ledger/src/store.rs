@@ -367,6 +367,8 @@ pub struct ItemFilter {
     pub before: Option<Uuid>,
     /// Only open items flagged overdue (督办).
     pub overdue: bool,
+    /// Only open items whose extension request (延期申请) is in this state (`pending`).
+    pub extension: Option<String>,
     pub limit: i64,
 }
 
@@ -379,6 +381,7 @@ pub async fn list_items(c: &mut PgConnection, f: &ItemFilter) -> sqlx::Result<Ve
            and ($4::text is null or ($4 = 'open' and status <> 'written_off') or status = $4)
            and ($5::uuid is null or item_id < $5)
            and (not $7 or (status <> 'written_off' and cardinality(overdue) > 0))
+           and ($8::text is null or (status <> 'written_off' and extension->>'status' = $8))
          order by item_id desc limit $6"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -389,6 +392,7 @@ pub async fn list_items(c: &mut PgConnection, f: &ItemFilter) -> sqlx::Result<Ve
         .bind(f.before)
         .bind(f.limit)
         .bind(f.overdue)
+        .bind(&f.extension)
         .fetch_all(c)
         .await
 }

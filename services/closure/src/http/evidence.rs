@@ -161,10 +161,11 @@ pub async fn upload(
         )));
     }
     let sha256 = hex::encode(Sha256::digest(&file));
-    let mut tx = s.pool.begin().await?;
-    if let Some(known) = store::get_evidence(&mut tx, &sha256).await? {
+    if let Some(known) = store::get_evidence(&mut *s.pool.acquire().await?, &sha256).await? {
         return Ok((StatusCode::OK, Json(known.into())));
     }
+    s.blobs.put_outside(&sha256, &file).await?;
+    let mut tx = s.pool.begin().await?;
     let event = ClosureEvent::EvidenceUploaded(Uploaded {
         sha256: sha256.clone(),
         bytes: file.len() as i64,
@@ -176,7 +177,7 @@ pub async fn upload(
         lat: up.lat,
         long: up.long,
     });
-    store::put_blob(&mut tx, &sha256, &file).await?;
+    s.blobs.put_inside(&mut tx, &sha256, &file).await?;
     let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
     match events::append(
         &mut tx,
@@ -244,7 +245,9 @@ pub async fn fetch(
             caller.org
         )));
     }
-    let body = store::get_blob(&mut c, &sha256)
+    let body = s
+        .blobs
+        .get(&mut c, &sha256)
         .await?
         .ok_or_else(|| anyhow::anyhow!("evidence {sha256} has no stored bytes"))?;
     Ok((

@@ -31,6 +31,8 @@ pub struct AppState {
     pub keys: JwtKeys,
     pub orgs: Orgs,
     pub relay_wake: Arc<Notify>,
+    /// Where photos' bytes are kept.
+    pub blobs: crate::blobs::Blobs,
 }
 
 impl FromRef<AppState> for JwtKeys {

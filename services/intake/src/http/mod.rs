@@ -27,7 +27,8 @@ use serde::Deserialize;
 
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     OpenApiRouter::new()
-        .routes(routes!(create_complaint))
+        .routes(routes!(create_complaint, list_complaints))
+        .routes(routes!(preview_complaint))
         .routes(routes!(get_complaint))
         .routes(routes!(return_complaint))
         .routes(routes!(redispatch))
@@ -86,6 +87,92 @@ async fn create_complaint(
     Ok((status, Json(done.created)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/complaints/preview", tag = "complaints", security(("bearer" = [])),
+    request_body = ComplaintInput,
+    responses(
+        (status = 200, description = "what a registration would do; nothing is recorded", body = register::Preview),
+        (status = 400, description = "malformed request", body = qingling_shared::openapi::Problem),
+        qingling_shared::openapi::AuthRefusals,
+        (status = 415, description = "not application/json", body = qingling_shared::openapi::Problem),
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
+/// Before a call is registered: its point, its street, and the open item it would join.
+async fn preview_complaint(
+    State(s): State<AppState>,
+    caller: Caller,
+    JsonBody(input): JsonBody<ComplaintInput>,
+) -> Result<Json<register::Preview>, ApiError> {
+    Ok(Json(register::preview_complaint(&s, &caller, input).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// The caller's full number (digits; spaces and dashes are ignored).
+    phone: Option<String>,
+    /// `returned` (awaiting re-dispatch) or `written_off` (awaiting 回访).
+    status: Option<String>,
+    /// At most this many (default 100, at most 500).
+    limit: Option<i64>,
+}
+
+/// The operator's lists.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ComplaintList {
+    complaints: Vec<ComplaintView>,
+}
+
+#[utoipa::path(get, path = "/v1/complaints", tag = "complaints", security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "the complaints, newest first, phones masked", body = ComplaintList),
+        qingling_shared::openapi::AuthRefusals,
+        (status = 422, description = "invalid or missing query", body = qingling_shared::openapi::Problem)
+    ))]
+/// A caller's earlier complaints (`phone`), or the operator's work lists (`status`).
+async fn list_complaints(
+    State(s): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<ComplaintList>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "must be 1 to 500"));
+    }
+    let mut c = s.pool.acquire().await?;
+    let rows = match (q.phone.as_deref(), q.status.as_deref()) {
+        (Some(phone), None) => {
+            let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+            if digits.len() < 3 || phone.len() > 40 {
+                return Err(ApiError::invalid_field(
+                    "phone",
+                    "must be a telephone number",
+                ));
+            }
+            store::complaints_by_phone(&mut c, &caller.org, &digits, limit).await?
+        }
+        (None, Some(status @ ("returned" | "written_off"))) => {
+            store::complaints_in_status(&mut c, &caller.org, status, limit).await?
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "status",
+                "must be returned or written_off",
+            ))
+        }
+        _ => {
+            return Err(ApiError::invalid_field(
+                "phone",
+                "give either phone (a caller's complaints) or status (returned, written_off)",
+            ))
+        }
+    };
+    Ok(Json(ComplaintList {
+        complaints: rows.into_iter().map(|r| view(r, &caller, None)).collect(),
+    }))
+}
+
 #[utoipa::path(get, path = "/v1/complaints/{id}", tag = "complaints", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "complaint id")),
     responses(
@@ -123,6 +210,17 @@ async fn complaint_json(s: &AppState, id: Uuid, viewer: &Caller) -> Result<Json<
             data: h.data,
         })
         .collect();
+    Ok(Json(
+        serde_json::to_value(view(row, viewer, Some(history))).unwrap_or_default(),
+    ))
+}
+
+/// A complaint row as `viewer` may see it.
+fn view(
+    row: store::ComplaintRow,
+    viewer: &Caller,
+    history: Option<Vec<HistoryEntry>>,
+) -> ComplaintView {
     let caller = match (&row.caller_name, &row.caller_phone) {
         (None, None) => None,
         (name, phone) => Some(CallerView {
@@ -133,29 +231,26 @@ async fn complaint_json(s: &AppState, id: Uuid, viewer: &Caller) -> Result<Json<
             phone: phone.as_deref().map(domain::mask_phone),
         }),
     };
-    Ok(Json(
-        serde_json::to_value(ComplaintView {
-            complaint_id: row.complaint_id,
-            status: row.status,
-            district: row.district,
-            street: row.street,
-            category: row.category,
-            urgency: row.urgency,
-            point_id: row.point_id,
-            point: row.point,
-            caller,
-            description: row.description,
-            received_at: row.received_at,
-            dispatched_at: row.dispatched_at,
-            respond_by: row.respond_by,
-            resolve_by: row.resolve_by,
-            item_id: row.item_id,
-            acknowledged_at: row.acknowledged_at,
-            satisfaction: row.satisfaction,
-            history,
-        })
-        .unwrap_or_default(),
-    ))
+    ComplaintView {
+        complaint_id: row.complaint_id,
+        status: row.status,
+        district: row.district,
+        street: row.street,
+        category: row.category,
+        urgency: row.urgency,
+        point_id: row.point_id,
+        point: row.point,
+        caller,
+        description: row.description,
+        received_at: row.received_at,
+        dispatched_at: row.dispatched_at,
+        respond_by: row.respond_by,
+        resolve_by: row.resolve_by,
+        item_id: row.item_id,
+        acknowledged_at: row.acknowledged_at,
+        satisfaction: row.satisfaction,
+        history,
+    }
 }
 
 /// A complaint (诉求), its status and history. The caller's phone is masked.
@@ -182,7 +277,9 @@ pub struct ComplaintView {
     acknowledged_at: Option<chrono::DateTime<Utc>>,
     /// The follow-up (回访) answer.
     satisfaction: Option<String>,
-    history: Vec<HistoryEntry>,
+    /// Every event that touched it (on `GET /v1/complaints/{id}`; lists leave it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<HistoryEntry>>,
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

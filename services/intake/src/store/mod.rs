@@ -6,9 +6,13 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+mod lists;
 mod metrics;
 mod public;
 
+pub use lists::{
+    complaints_by_phone, complaints_in_status, item_closed, items_opened, open_item_at,
+};
 pub use metrics::{street_metrics, update_metrics};
 pub use public::{public_complaints, PublicFilter, PublicRow};
 

@@ -167,6 +167,8 @@ pub(super) struct ListQuery {
     pub(super) limit: Option<i64>,
     pub(super) cursor: Option<String>,
     pub(super) overdue: Option<bool>,
+    /// `pending`: open items awaiting a reviewer's word on an extension (延期申请).
+    pub(super) extension: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/ledger/items", tag = "items", security(("bearer" = [])),
@@ -205,6 +207,10 @@ pub(super) async fn list_items(
         }
         None => None,
     };
+    let extension = q.extension.filter(|x| !x.is_empty());
+    if extension.as_deref().is_some_and(|e| e != "pending") {
+        return Err(ApiError::invalid_field("extension", "must be pending"));
+    }
     let status = q.status.filter(|x| !x.is_empty());
     if let Some(st) = &status {
         if !["open", "closure_pending", "written_off"].contains(&st.as_str()) {
@@ -241,6 +247,7 @@ pub(super) async fn list_items(
         },
         before,
         overdue: q.overdue.unwrap_or(false),
+        extension,
         limit,
     };
     let rows = store::list_items(&mut *s.pool.acquire().await?, &filter).await?;

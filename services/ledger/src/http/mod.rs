@@ -1,6 +1,7 @@
 //! The ledger's HTTP routes (CONTRACT §5), by resource: items and their commands, registrations
 //! that do not come from a complaint, the journal and its exports, and the live view.
 
+mod console;
 mod items;
 mod journal;
 mod live;
@@ -74,6 +75,10 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(live::dashboard))
         .routes(routes!(live::dashboard_js))
         .routes(routes!(journal::entries))
+        .routes(routes!(console::page))
+        .routes(routes!(console::bare))
+        .routes(routes!(console::script))
+        .routes(routes!(console::config))
         .with_state(state)
         .split_for_parts();
     describe_rebounds(&mut api);
