@@ -14,6 +14,9 @@ pub struct Envelope {
     pub version: i64,
     pub occurred_at: DateTime<Utc>,
     pub actor: String,
+    /// The person's display name, where the token gave one (not every event has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_name: Option<String>,
     pub correlation_id: Uuid,
     pub causation_id: Uuid,
     pub data: Value,

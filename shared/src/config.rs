@@ -31,7 +31,10 @@ pub struct Config {
     pub nats_url: String,
     pub nats_prefix: String,
     pub nats_replicas: usize,
-    pub jwt_secret: Vec<u8>,
+    /// HS256 secret (`QINGLING_JWT_SECRET`); none when only the identity provider signs tokens.
+    pub jwt_secret: Option<Vec<u8>>,
+    /// The district's identity provider (`QINGLING_OIDC_ISSUER` and the rest).
+    pub oidc: Option<crate::oidc::OidcConfig>,
     /// The longest a token may still be valid for (`QINGLING_MAX_TOKEN_TTL`, default 30 days).
     pub max_token_ttl: Duration,
     pub dev: bool,
@@ -45,16 +48,18 @@ impl Config {
     pub fn from_env(addr_var: &str, default_addr: &str) -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let dev = var("QINGLING_DEV").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        let oidc = crate::oidc::OidcConfig::from_env()?;
         let jwt_secret = match var("QINGLING_JWT_SECRET") {
             Some(s) if s.len() < crate::auth::MIN_SECRET_BYTES => bail!(
                 "QINGLING_JWT_SECRET is {} bytes: at least {} are needed",
                 s.len(),
                 crate::auth::MIN_SECRET_BYTES
             ),
-            Some(s) => s.into_bytes(),
-            None if dev => DEV_JWT_SECRET.as_bytes().to_vec(),
+            Some(s) => Some(s.into_bytes()),
+            None if dev => Some(DEV_JWT_SECRET.as_bytes().to_vec()),
+            None if oidc.is_some() => None,
             None => bail!(
-                "QINGLING_JWT_SECRET is not set (set QINGLING_DEV=1 to use the development secret)"
+                "QINGLING_JWT_SECRET is not set (set QINGLING_OIDC_ISSUER to trust an identity provider, or QINGLING_DEV=1 to use the development secret)"
             ),
         };
         let duration = |name: &str, default: Duration| -> anyhow::Result<Duration> {
@@ -99,6 +104,7 @@ impl Config {
             nats_prefix: prefix,
             nats_replicas,
             jwt_secret,
+            oidc,
             dev,
             limits,
             listen_addr: var(addr_var).unwrap_or_else(|| default_addr.into()),

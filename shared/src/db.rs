@@ -20,6 +20,10 @@ pub const COMMON_MIGRATIONS: &[Migration] = &[
         "0100_inbox_position",
         include_str!("../../migrations/common/0100_inbox_position.sql"),
     ),
+    (
+        "0101_actor_name",
+        include_str!("../../migrations/common/0101_actor_name.sql"),
+    ),
 ];
 
 /// Creates the database of `url` if it does not exist.

@@ -8,6 +8,8 @@ pub use qingling_events::{Envelope, NewEvent};
 #[derive(Debug, Clone)]
 pub struct EventMeta {
     pub actor: String,
+    /// The person's display name, if the token gave one.
+    pub actor_name: Option<String>,
     pub correlation_id: Uuid,
     pub causation_id: Uuid,
 }
@@ -28,8 +30,17 @@ impl EventMeta {
     pub fn from_request(actor: impl Into<String>, request_id: Uuid) -> Self {
         Self {
             actor: actor.into(),
+            actor_name: None,
             correlation_id: current_correlation_id().unwrap_or(request_id),
             causation_id: request_id,
+        }
+    }
+
+    /// Events caused by a request of `caller`: its `sub` as the actor, with its display name.
+    pub fn for_caller(caller: &crate::Caller, request_id: Uuid) -> Self {
+        Self {
+            actor_name: caller.name.clone(),
+            ..Self::from_request(&caller.sub, request_id)
         }
     }
 
@@ -37,6 +48,7 @@ impl EventMeta {
     pub fn caused_by(cause: &Envelope) -> Self {
         Self {
             actor: cause.actor.clone(),
+            actor_name: cause.actor_name.clone(),
             correlation_id: cause.correlation_id,
             causation_id: cause.event_id,
         }

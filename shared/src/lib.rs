@@ -12,6 +12,7 @@ pub mod event;
 pub mod http;
 pub mod leader;
 pub mod nats;
+pub mod oidc;
 pub mod openapi;
 pub mod orgs;
 pub mod point;

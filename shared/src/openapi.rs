@@ -46,6 +46,9 @@ pub struct HistoryEntry {
     pub at: chrono::DateTime<chrono::Utc>,
     /// Who caused it (a token's `sub`, or `system`).
     pub actor: String,
+    /// The person's display name, where the identity provider gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_name: Option<String>,
     /// The event's version in its stream (items only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,

@@ -106,11 +106,11 @@ pub async fn rebuild<P: Projector, A: Apply>(
     }
     loop {
         let rows = sqlx::query(
-            "select apply_seq, true as own, position, event_id, stream, version, event_type, occurred_at, actor, correlation_id,
-                    causation_id, data, null::jsonb as envelope
+            "select apply_seq, true as own, position, event_id, stream, version, event_type, occurred_at, actor, actor_name,
+                    correlation_id, causation_id, data, null::jsonb as envelope
              from events where apply_seq > $1
              union all
-             select apply_seq, false, 0, event_id, '', 0, '', now(), '', event_id, event_id, 'null'::jsonb, envelope
+             select apply_seq, false, 0, event_id, '', 0, '', now(), '', null, event_id, event_id, 'null'::jsonb, envelope
              from inbox where apply_seq > $1
              order by apply_seq limit $2",
         )
@@ -139,6 +139,7 @@ pub async fn rebuild<P: Projector, A: Apply>(
                     event_type: r.try_get("event_type")?,
                     occurred_at: r.try_get("occurred_at")?,
                     actor: r.try_get("actor")?,
+                    actor_name: r.try_get("actor_name")?,
                     correlation_id: r.try_get("correlation_id")?,
                     causation_id: r.try_get("causation_id")?,
                     data: r.try_get("data")?,

@@ -42,6 +42,8 @@ pub struct Runtime {
     pub js: async_nats::jetstream::Context,
     /// Poke after a commit that appended events, so the relay publishes at once.
     pub relay_wake: Arc<Notify>,
+    /// What checks bearer tokens: the shared secret and/or the identity provider.
+    pub keys: crate::JwtKeys,
     metrics: PrometheusHandle,
     stop_tx: Arc<watch::Sender<bool>>,
 }
@@ -88,8 +90,18 @@ impl Runtime {
         if nats::is_connected(&nats) {
             nats::ensure_stream(&js, &config.nats_prefix, config.nats_replicas).await?;
         }
+        let provider = match config.oidc.clone() {
+            Some(c) => Some(crate::oidc::Oidc::start(c).await?),
+            None => None,
+        };
+        let keys = crate::JwtKeys::from_parts(
+            config.jwt_secret.as_deref(),
+            config.max_token_ttl,
+            provider,
+        );
         Ok(Self {
             service: spec.name,
+            keys,
             config,
             pool,
             nats,

@@ -63,6 +63,7 @@ pub fn prepare(
             version: expected_version + 1 + i as i64,
             occurred_at: now,
             actor: meta.actor.clone(),
+            actor_name: meta.actor_name.clone(),
             correlation_id: meta.correlation_id,
             causation_id: meta.causation_id,
             data: e.data.clone(),
@@ -93,11 +94,11 @@ pub async fn write(conn: &mut PgConnection, envelopes: &mut [Envelope]) -> Resul
     // The check reads the log as it was before this statement (a statement does not see its own
     // rows), so a stream's second event is checked against the same version as its first.
     let written: Vec<(i64, Uuid)> = sqlx::query_as(
-        "insert into events (position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data)
+        "insert into events (position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data, actor_name)
          select (select coalesce(max(position), 0) from events) + e.n, e.event_id, e.stream, e.version, e.event_type,
-                e.occurred_at, e.actor, e.correlation_id, e.causation_id, e.data
-         from unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], $7::uuid[], $8::uuid[], $9::jsonb[], $10::bigint[])
-              with ordinality as e(event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data, expected, n)
+                e.occurred_at, e.actor, e.correlation_id, e.causation_id, e.data, e.actor_name
+         from unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], $7::uuid[], $8::uuid[], $9::jsonb[], $10::bigint[], $11::text[])
+              with ordinality as e(event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data, expected, actor_name, n)
          where (select coalesce(max(version), 0) from events x where x.stream = e.stream) = e.expected
          order by e.n
          returning position, event_id",
@@ -112,6 +113,7 @@ pub async fn write(conn: &mut PgConnection, envelopes: &mut [Envelope]) -> Resul
     .bind(envelopes.iter().map(|e| e.causation_id).collect::<Vec<_>>())
     .bind(envelopes.iter().map(|e| e.data.clone()).collect::<Vec<_>>())
     .bind(&expected)
+    .bind(envelopes.iter().map(|e| e.actor_name.clone()).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| match &e {
@@ -165,6 +167,7 @@ fn row_to_envelope(r: sqlx::postgres::PgRow) -> Result<Envelope, sqlx::Error> {
         event_type: r.try_get("event_type")?,
         occurred_at: r.try_get("occurred_at")?,
         actor: r.try_get("actor")?,
+        actor_name: r.try_get("actor_name")?,
         correlation_id: r.try_get("correlation_id")?,
         causation_id: r.try_get("causation_id")?,
         data: r.try_get("data")?,
@@ -177,7 +180,7 @@ pub async fn read_stream(
     stream: &str,
 ) -> Result<Vec<Envelope>, StoreError> {
     let rows = sqlx::query(
-        "select position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data
+        "select position, event_id, stream, version, event_type, occurred_at, actor, actor_name, correlation_id, causation_id, data
          from events where stream = $1 order by version",
     ).bind(stream).fetch_all(&mut *conn).await?;
     Ok(rows
@@ -193,7 +196,7 @@ pub async fn read_after(
     limit: i64,
 ) -> Result<Vec<Envelope>, StoreError> {
     let rows = sqlx::query(
-        "select position, event_id, stream, version, event_type, occurred_at, actor, correlation_id, causation_id, data
+        "select position, event_id, stream, version, event_type, occurred_at, actor, actor_name, correlation_id, causation_id, data
          from events where position > $1 order by position limit $2",
     ).bind(position).bind(limit).fetch_all(&mut *conn).await?;
     Ok(rows

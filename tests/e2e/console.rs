@@ -277,7 +277,10 @@ async fn the_console_is_served_and_intake_and_closure_allow_it_by_cors() {
         .await
         .unwrap();
     let config: Value = r.json().await.unwrap();
-    assert_eq!(config, json!({"intake": intake, "closure": closure}));
+    assert_eq!(
+        config,
+        json!({"intake": intake, "closure": closure, "oidc": null})
+    );
     let r = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -10,6 +10,8 @@ const ROUTES: [(&str, &[(&str, &str)]); 3] = [
         "intake",
         &[
             ("post", "/v1/complaints"),
+            ("get", "/v1/complaints"),
+            ("post", "/v1/complaints/preview"),
             ("get", "/v1/complaints/{id}"),
             ("post", "/v1/complaints/{id}/return"),
             ("post", "/v1/complaints/{id}/dispatch"),
@@ -50,6 +52,10 @@ const ROUTES: [(&str, &[(&str, &str)]); 3] = [
             ("get", "/v1/ledger/entries"),
             ("get", "/"),
             ("get", "/dashboard.js"),
+            ("get", "/console"),
+            ("get", "/console/"),
+            ("get", "/console/console.js"),
+            ("get", "/console/config.json"),
         ],
     ),
     (

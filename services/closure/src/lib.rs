@@ -8,7 +8,7 @@ pub mod projector;
 pub mod store;
 
 use qingling_shared::runtime::{Runtime, ServiceSpec};
-use qingling_shared::{JwtKeys, Orgs};
+use qingling_shared::Orgs;
 
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "closure",
@@ -32,7 +32,7 @@ pub async fn run() -> anyhow::Result<()> {
     let rt = Runtime::start(&SPEC).await?;
     let state = http::AppState {
         pool: rt.pool.clone(),
-        keys: JwtKeys::with_max_ttl(&rt.config.jwt_secret, rt.config.max_token_ttl),
+        keys: rt.keys.clone(),
         orgs: Orgs::load()?,
         relay_wake: rt.relay_wake.clone(),
         blobs: blobs::Blobs::from_env()?,

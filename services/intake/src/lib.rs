@@ -12,7 +12,7 @@ pub mod registrar;
 pub mod store;
 
 use qingling_shared::runtime::{Runtime, ServiceSpec};
-use qingling_shared::{Catalog, JwtKeys, Orgs};
+use qingling_shared::{Catalog, Orgs};
 
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "intake",
@@ -44,7 +44,7 @@ pub async fn run() -> anyhow::Result<()> {
     let rt = Runtime::start(&SPEC).await?;
     let state = app::AppState {
         pool: rt.pool.clone(),
-        keys: JwtKeys::with_max_ttl(&rt.config.jwt_secret, rt.config.max_token_ttl),
+        keys: rt.keys.clone(),
         orgs: Orgs::load()?,
         catalog: Catalog::load()?,
         limits: rt.config.limits,

@@ -81,7 +81,7 @@ pub async fn register_complaint(
                 .iter()
                 .map(Event::to_new_event)
                 .collect::<Vec<_>>(),
-            &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
+            &EventMeta::for_caller(&caller, Uuid::now_v7()),
         ),
     };
     match s.registrar.register(registration).await? {

@@ -13,7 +13,7 @@ pub mod store;
 pub mod summary;
 
 use qingling_shared::runtime::{Runtime, ServiceSpec};
-use qingling_shared::{Catalog, JwtKeys, Orgs};
+use qingling_shared::{Catalog, Orgs};
 
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "ledger",
@@ -45,7 +45,7 @@ pub async fn run() -> anyhow::Result<()> {
     let rt = Runtime::start(&SPEC).await?;
     let state = http::AppState {
         pool: rt.pool.clone(),
-        keys: JwtKeys::with_max_ttl(&rt.config.jwt_secret, rt.config.max_token_ttl),
+        keys: rt.keys.clone(),
         orgs: Orgs::load()?,
         catalog: Catalog::load()?,
         limits: rt.config.limits,

@@ -178,7 +178,7 @@ pub async fn upload(
         long: up.long,
     });
     s.blobs.put_inside(&mut tx, &sha256, &file).await?;
-    let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
+    let meta = EventMeta::for_caller(&caller, Uuid::now_v7());
     match events::append(
         &mut tx,
         &evidence_stream(&sha256),

@@ -153,7 +153,7 @@ async fn request(
             domain::requested(id, &item.district, &item.street, &item.category, &req)
                 .to_new_event(),
         ],
-        &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
+        &EventMeta::for_caller(&caller, Uuid::now_v7()),
     );
     for ev in &new {
         match projector::project(&mut tx, ev).await {
@@ -240,6 +240,7 @@ async fn detail(
                 event_type: e.event_type,
                 at: e.occurred_at,
                 actor: e.actor,
+                actor_name: e.actor_name,
                 version: None,
                 data: e.data,
             })
@@ -330,7 +331,7 @@ async fn review(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Reviewer])?;
     let _row = visible(s, caller, id).await?;
-    let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
+    let meta = EventMeta::for_caller(&caller, Uuid::now_v7());
     let note = body
         .note
         .map(|n| n.trim().to_string())

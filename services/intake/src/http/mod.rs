@@ -206,6 +206,7 @@ async fn complaint_json(s: &AppState, id: Uuid, viewer: &Caller) -> Result<Json<
             event_type: h.event_type,
             at: h.at,
             actor: h.actor,
+            actor_name: None,
             version: None,
             data: h.data,
         })
@@ -338,7 +339,7 @@ async fn append(
         &stream,
         version,
         &new,
-        &EventMeta::from_request(&caller.sub, Uuid::now_v7()),
+        &EventMeta::for_caller(&caller, Uuid::now_v7()),
     );
     for ev in &prepared {
         projector::project(&mut tx, ev).await?;

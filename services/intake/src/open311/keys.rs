@@ -58,6 +58,7 @@ impl ApiKeys {
             role: Role::Operator,
             org: "*".into(),
             exp: i64::MAX,
+            name: None,
         })
     }
 }

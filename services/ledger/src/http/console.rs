@@ -15,17 +15,32 @@ pub struct ConsoleConfig {
     intake: String,
     /// closure's base URL
     closure: String,
+    /// The identity provider people sign in with (authorization code + PKCE), if one is trusted.
+    oidc: Option<ConsoleOidc>,
+}
+
+/// What the console needs to sign people in.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ConsoleOidc {
+    issuer: String,
+    client_id: String,
+    scope: String,
+    /// The audience its access tokens must name (a resource indicator).
+    resource: String,
 }
 
 #[utoipa::path(get, path = "/console/", tag = "console",
     responses((status = 200, description = "the work console", content_type = "text/html")))]
 /// The console page; its policy lets it call intake and closure and show fetched photos.
-pub(super) async fn page() -> impl IntoResponse {
+pub(super) async fn page(State(s): State<AppState>) -> impl IntoResponse {
     let (intake, closure) = &*SERVICES;
+    let issuer = s.keys.provider().map(|p| p.config.issuer_origin());
+    let mut connect = vec![intake.as_str(), closure.as_str()];
+    connect.extend(issuer.as_deref());
     (
         [(
             header::CONTENT_SECURITY_POLICY,
-            qingling_shared::http::console_policy(&[intake, closure]),
+            qingling_shared::http::console_policy(&connect),
         )],
         Html(include_str!("../../static/console.html")),
     )
@@ -52,7 +67,17 @@ pub(super) async fn script() -> impl IntoResponse {
 
 #[utoipa::path(get, path = "/console/config.json", tag = "console",
     responses((status = 200, description = "the services the console calls", body = ConsoleConfig)))]
-pub(super) async fn config() -> Json<ConsoleConfig> {
+pub(super) async fn config(State(s): State<AppState>) -> Json<ConsoleConfig> {
     let (intake, closure) = SERVICES.clone();
-    Json(ConsoleConfig { intake, closure })
+    let oidc = s.keys.provider().map(|p| ConsoleOidc {
+        issuer: p.config.issuer.clone(),
+        client_id: p.config.client_id.clone(),
+        scope: p.config.scope.clone(),
+        resource: p.config.audience.clone(),
+    });
+    Json(ConsoleConfig {
+        intake,
+        closure,
+        oidc,
+    })
 }

@@ -68,9 +68,9 @@ pub(super) async fn stream(
         headers.contains_key(header::AUTHORIZATION),
         q.access_token.as_deref(),
     ) {
-        (false, Some(token)) => (Caller::from_token(&s.keys, token)?, token.to_string()),
+        (false, Some(token)) => (Caller::from_token(&s.keys, token).await?, token.to_string()),
         _ => (
-            Caller::from_headers(&s.keys, &headers)?,
+            Caller::from_headers(&s.keys, &headers).await?,
             // The token itself, however the header spells "Bearer" and its spaces.
             headers
                 .get(header::AUTHORIZATION)

@@ -141,6 +141,7 @@ async fn item_detail(c: &mut sqlx::PgConnection, r: &ItemRow) -> Result<Value, A
             event_type: e.event_type,
             at: e.occurred_at,
             actor: e.actor,
+            actor_name: e.actor_name,
             version: Some(e.version),
             data: e.data,
         })

@@ -79,7 +79,7 @@ pub(super) async fn inspection_find(
     let now = Utc::now();
     let resolve_by = now
         + chrono::Duration::from_std(s.limits.resolve_within).unwrap_or(chrono::Duration::days(7));
-    let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
+    let meta = EventMeta::for_caller(&caller, Uuid::now_v7());
     let mut tx = s.pool.begin().await?;
     let existing = |id: Uuid| already_open(point_id, &category, id);
     let state = store::point_state(&mut tx, point_id, &category).await?;
@@ -279,7 +279,7 @@ pub(super) async fn import_item(
         resolve_by: Some(within(s.limits.resolve_within)),
         rebound_of,
     })];
-    let meta = EventMeta::from_request(&caller.sub, Uuid::now_v7());
+    let meta = EventMeta::for_caller(&caller, Uuid::now_v7());
     match app::record(&mut tx, item_id, 0, &events, &meta).await {
         Ok(_) => {}
         // The same row imported concurrently: the other request registered it.
