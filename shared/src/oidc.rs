@@ -169,6 +169,13 @@ impl Oidc {
     }
 
     async fn fetch(&self) -> anyhow::Result<()> {
+        let result = self.fetch_unmetered().await;
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("qingling_oidc_key_fetches_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn fetch_unmetered(&self) -> anyhow::Result<()> {
         let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
         let d: Discovery = self
             .http

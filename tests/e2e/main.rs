@@ -14,6 +14,7 @@ mod lifecycle;
 mod live;
 mod load;
 mod main_path;
+mod oidc;
 mod open311;
 mod openapi;
 mod operations;

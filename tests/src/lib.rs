@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod moto;
+pub mod oidc;
 pub mod proxy;
 
 use std::path::PathBuf;
