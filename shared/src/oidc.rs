@@ -28,6 +28,9 @@ pub struct OidcConfig {
     pub client_id: String,
     /// What the console asks for (`QINGLING_OIDC_SCOPE`).
     pub scope: String,
+    /// The resource indicator (RFC 8707) the console asks tokens for, for providers that issue
+    /// an audience per resource (`QINGLING_OIDC_RESOURCE`; none by default).
+    pub resource: Option<String>,
     /// The least time between two fetches the services start for an unknown key.
     pub refresh_interval: Duration,
     /// How old keys may grow before they are fetched again in the background.
@@ -55,6 +58,7 @@ impl OidcConfig {
             name_claim: var("QINGLING_OIDC_NAME_CLAIM").unwrap_or_else(|| "name".into()),
             client_id: var("QINGLING_OIDC_CLIENT_ID").unwrap_or_else(|| "qingling-console".into()),
             scope: var("QINGLING_OIDC_SCOPE").unwrap_or_else(|| "openid profile qingling".into()),
+            resource: var("QINGLING_OIDC_RESOURCE"),
             refresh_interval: duration("QINGLING_OIDC_REFRESH_INTERVAL", Duration::from_secs(30))?,
             jwks_ttl: duration("QINGLING_OIDC_JWKS_TTL", Duration::from_secs(600))?,
         }))
@@ -260,6 +264,7 @@ mod tests {
             name_claim: "n".into(),
             client_id: "c".into(),
             scope: "openid".into(),
+            resource: None,
             refresh_interval: Duration::from_secs(1),
             jwks_ttl: Duration::from_secs(1),
         };

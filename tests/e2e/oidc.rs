@@ -387,3 +387,82 @@ async fn key_rotation_is_picked_up_and_a_provider_outage_goes_unnoticed() {
     .await;
     env.cleanup().await;
 }
+
+/// In Chromium, as a street user would: sign in at the provider, work a case, and when the
+/// session expires while the write-off form is being filled, sign in again without losing it.
+#[tokio::test]
+async fn a_street_user_signs_in_at_the_provider_and_works_a_case_in_chromium() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        root.join("browser/node_modules/playwright-core").exists()
+            && std::path::Path::new(&chromium).exists(),
+        "the browser test needs Chromium and playwright-core: run `bash scripts/test`, which installs them"
+    );
+    let mut env = TestEnv::for_console(&[]);
+    let console = format!("{}/console/", env.fixed_url("ledger"));
+    const TTL: &str = "20";
+    let p = Provider::start(&[
+        ("CONSOLE_REDIRECT_URIS", console.as_str()),
+        ("POST_LOGOUT_REDIRECT_URIS", console.as_str()),
+        ("ACCESS_TOKEN_TTL", TTL),
+    ])
+    .await;
+    env.extra_env
+        .push(("QINGLING_OIDC_ISSUER".into(), p.issuer.clone()));
+    env.start_services().await;
+    // The call comes in through a machine (the hotline's system) with a shared-secret token.
+    let (_, item) = crate::register(&env, &complaint("jiukeshu", "统一认证小区", "2", "B1")).await;
+
+    let artifacts = root.parent().unwrap().join("target/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("browser/console-oidc.mjs"))
+        .env("LEDGER_URL", &env.svc("ledger").url)
+        .env("OIDC_ISSUER", &p.issuer)
+        .env("CHROMIUM", &chromium)
+        .env("ARTIFACTS", &artifacts)
+        .env("PHOTO1", root.join("fixtures/basement-after-1.jpg"))
+        .env("ITEM_ID", &item)
+        .env("TOKEN_TTL", TTL)
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("the script prints its result: {stdout}"));
+    assert!(
+        result["signed_in_as"].as_str().unwrap().contains("李明"),
+        "{result}"
+    );
+    // The write-off request was filed by the person, under their own name, after re-signing in.
+    let closure = result["closure_id"].as_str().unwrap();
+    let rev = env.token(Role::Reviewer, "tongzhou");
+    let (status, detail) = env
+        .get("closure", &format!("/v1/closures/{closure}"), &rev)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["item_id"], item.as_str());
+    let requested = &detail["history"][0];
+    assert_eq!(requested["actor"], "street-jiukeshu", "{detail}");
+    assert_eq!(requested["actor_name"], "李明（九棵树街道）");
+    let item_detail = item_status(&env, &item, "closure_pending").await;
+    let ack = item_detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["event_type"] == "item_acknowledged")
+        .unwrap()
+        .clone();
+    assert_eq!(ack["actor"], "street-jiukeshu");
+    assert_eq!(ack["actor_name"], "李明（九棵树街道）");
+    env.cleanup().await;
+}

@@ -181,6 +181,13 @@ impl TestEnv {
     /// the defaults: the ledger's console knows where intake and closure are, and they allow the
     /// console's origin by CORS.
     pub async fn start_for_console(extra: &[(&str, &str)]) -> TestEnv {
+        let mut env = Self::for_console(extra);
+        env.start_services().await;
+        env
+    }
+
+    /// [`TestEnv::start_for_console`]'s environment, its addresses chosen, nothing started.
+    pub fn for_console(extra: &[(&str, &str)]) -> TestEnv {
         let mut env = Self::new(extra);
         for name in SERVICES {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -193,8 +200,18 @@ impl TestEnv {
             env.extra_env
                 .push((format!("QINGLING_{}_ADDR", name.to_uppercase()), addr));
         }
-        env.start_services().await;
         env
+    }
+
+    /// A service's address before it is started (environments with fixed addresses).
+    pub fn fixed_url(&self, name: &str) -> String {
+        let addr = self
+            .fixed_addrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.clone())
+            .expect("a fixed address");
+        format!("http://{addr}")
     }
 
     /// Starts the three services (sequentially: the first creates the database).

@@ -2,6 +2,8 @@
 // 接诉即办 工作台: one page for the four roles (operator, street, reviewer, district).
 // Vanilla JS, no build step. Every server-provided text goes in with textContent, never innerHTML.
 // The token lives in memory and sessionStorage only, and is sent only in the Authorization header.
+// People sign in with the district's identity provider (OpenID Connect, authorization code + PKCE,
+// when /console/config.json names one); a pasted token still works for machines and development.
 (() => {
 // ---------------------------------------------------------------- small helpers
 const $ = (s, root = document) => root.querySelector(s);
@@ -124,6 +126,7 @@ setInterval(() => { const now = Date.now(); for (const e of $$('[data-deadline]'
 
 // ---------------------------------------------------------------- messages
 function showError(err) {
+  if (err && err.reauth) return;
   const box = $('#error-message');
   const detail = (err && (err.detail || err.message)) || String(err);
   const close = el('button', { type: 'button', class: 'close', 'aria-label': '关闭提示', title: '关闭提示' });
@@ -161,12 +164,13 @@ function markInvalid(fields) {
 
 // ---------------------------------------------------------------- the API
 class ApiError extends Error {
-  constructor(detail, status, problem, network) {
+  constructor(detail, status, problem, network, reauth) {
     super(detail);
     this.detail = detail;
     this.status = status;
     this.problem = problem;
     this.network = !!network;
+    this.reauth = !!reauth; // the page is signing in again: nothing to show, the draft is kept
   }
   /** Worth sending again unchanged (same Idempotency-Key): the request may not have arrived. */
   get retryable() { return this.network || this.status >= 500 || this.status === 408 || this.status === 429; }
@@ -181,6 +185,11 @@ const svc = { ledger: '', intake: null, closure: null };
 async function api(base, path, opts = {}) {
   const tok = session.token;
   if (!tok) throw new ApiError('尚未登录', 401);
+  if (session.via === 'oidc' && tokenExpiring()) {
+    if (renewSignIn()) throw new ApiError('登录已过期，正在重新登录…', 401, null, false, true);
+    signOut('登录已过期，请重新登录。');
+    throw new ApiError('登录已过期', 401);
+  }
   if (base == null) throw new ApiError('工作台配置未加载，无法连接服务', 0, null, true);
   const headers = { Authorization: 'Bearer ' + tok, Accept: opts.accept || 'application/json', ...(opts.headers || {}) };
   let body = opts.body;
@@ -199,7 +208,11 @@ async function api(base, path, opts = {}) {
     let problem = null;
     try { problem = await r.json(); } catch (e) { /* not JSON */ }
     const detail = (problem && (problem.detail || problem.title)) || `服务返回 ${r.status}`;
-    if (r.status === 401 && tok === session.token) signOut(`令牌无效或已过期，请重新登录（${detail}）`);
+    if (r.status === 401 && tok === session.token) {
+      if (session.via === 'oidc' && renewSignIn(detail)) throw new ApiError(detail, r.status, problem, false, true);
+      signOut(`令牌无效或已过期，请重新登录（${detail}）`);
+    }
+    if (r.status === 401 && reauthing) throw new ApiError(detail, r.status, problem, false, true);
     throw new ApiError(detail, r.status, problem);
   }
   if (opts.raw) return r;
@@ -226,14 +239,22 @@ function newKey() {
 
 // ---------------------------------------------------------------- session (token)
 const KEY = 'qingling.console.token';
-const session = { token: null, claims: null };
+const OIDC_KEY = 'qingling.console.oidc'; // {id_token, skew, at}: this session came from the identity provider
+const PENDING_KEY = 'qingling.console.oidc.pending'; // {state, nonce, verifier, hash, at} while at the provider
+const DRAFT_KEY = 'qingling.console.draft'; // what was being typed when the session ran out
+// via: 'token' (pasted or #token=) or 'oidc'; skew: the provider's clock minus ours (ms); at: when signed in.
+const session = { token: null, claims: null, via: null, idToken: null, skew: 0, at: 0 };
 const dir = { loaded: false, districts: [], streetName: new Map(), districtName: new Map(), categories: null };
 
+function sget(k) { try { return sessionStorage.getItem(k); } catch (e) { return null; } }
+function sset(k, v) { try { sessionStorage.setItem(k, v); } catch (e) { /* storage disabled: memory only */ } }
+function sdel(k) { try { sessionStorage.removeItem(k); } catch (e) { /* storage disabled */ } }
+function sjson(k) {
+  try { const v = JSON.parse(sget(k) || 'null'); return v && typeof v === 'object' ? v : null; } catch (e) { return null; }
+}
 function store(op, v) {
-  try {
-    if (op === 'get') return sessionStorage.getItem(KEY);
-    if (op === 'set') sessionStorage.setItem(KEY, v); else sessionStorage.removeItem(KEY);
-  } catch (e) { /* storage disabled: memory only */ }
+  if (op === 'get') return sget(KEY);
+  if (op === 'set') sset(KEY, v); else sdel(KEY);
   return null;
 }
 /** The token's claims, read only to shape the page (the services check the token). */
@@ -248,20 +269,57 @@ function decodeClaims(t) {
     return c && typeof c === 'object' ? c : null;
   } catch (e) { return null; }
 }
-function useToken(t, fromForm) {
+/**
+ * role, org and name, read from the claims the identity provider uses (config.json's role_claim /
+ * org_claim, default qingling_role / qingling_org), else from role / org (Qingling's own tokens);
+ * `more` (the id_token's claims) fills what the access token lacks.
+ */
+function normalizeClaims(c, more) {
+  const o = oidc.conf || {};
+  const pick = (...names) => {
+    for (const src of [c, more]) if (src) for (const n of names) if (n && src[n] != null) return src[n];
+    return undefined;
+  };
+  return { ...c, role: pick(o.role_claim || 'qingling_role', 'role'), org: pick(o.org_claim || 'qingling_org', 'org'),
+    name: pick('name'), sub: pick('sub') };
+}
+/** The provider's "now": exp is compared with its clock, so a skewed phone clock neither loops nor lingers. */
+const serverNow = () => Date.now() + (session.skew || 0);
+function tokenExpiring() {
+  const c = session.claims;
+  if (!c || typeof c.exp !== 'number') return false;
+  const life = typeof c.iat === 'number' ? (c.exp - c.iat) * 1000 : 60000;
+  return c.exp * 1000 - Math.min(5000, life / 4) <= serverNow();
+}
+/** Takes a token: pasted (o absent) or from the identity provider (o = {id_token, skew, at}). */
+function useToken(t, fromForm, o) {
   t = String(t || '').trim().replace(/^Bearer\s+/i, '');
-  const c = decodeClaims(t);
-  if (!c || !ROLE_NAMES[c.role]) {
-    if (fromForm) showError({ detail: '这不是有效的访问令牌（无法读出角色），请检查后重新粘贴。' });
+  const raw = decodeClaims(t);
+  const idc = o && o.id_token ? decodeClaims(o.id_token) : null;
+  const c = raw || idc ? normalizeClaims(raw || {}, idc) : null;
+  if (!c || !ROLE_NAMES[c.role] || (o && (typeof c.org !== 'string' || !c.org))) {
+    if (o && fromForm) {
+      const conf = oidc.conf || {};
+      showError({ detail: `您的统一身份认证账号（${(c && (c.name || c.sub)) || '未知'}）没有开通工作台角色或所属单位` +
+        `（${conf.role_claim || 'qingling_role'} / ${conf.org_claim || 'qingling_org'}），请联系管理员开通，或换一个账号登录。` });
+    } else if (fromForm) {
+      showError({ detail: '这不是有效的访问令牌（无法读出角色），请检查后重新粘贴。' });
+    }
     return false;
   }
-  if (typeof c.exp === 'number' && c.exp * 1000 < Date.now()) {
+  const skew = o ? Number(o.skew) || 0 : 0;
+  if (typeof c.exp === 'number' && c.exp * 1000 < Date.now() + skew) {
     if (fromForm) showError({ detail: `令牌已于 ${fmt(c.exp * 1000)} 过期，请换用新的令牌。` });
     return false;
   }
   session.token = t;
   session.claims = c;
+  session.via = o ? 'oidc' : 'token';
+  session.idToken = (o && o.id_token) || null;
+  session.skew = skew;
+  session.at = (o && Number(o.at)) || Date.now();
   store('set', t);
+  if (o) sset(OIDC_KEY, JSON.stringify({ id_token: session.idToken, skew, at: session.at })); else sdel(OIDC_KEY);
   return true;
 }
 function takeTokenFromHash() {
@@ -275,11 +333,196 @@ function signOut(message) {
   reviewing = null;
   session.token = null;
   session.claims = null;
+  session.via = null;
+  session.idToken = null;
   store('del');
+  sdel(OIDC_KEY);
   resetAll();
   if (location.hash && location.hash !== '#/') history.replaceState(null, '', location.pathname + location.search);
   route();
   if (message) showError({ detail: message }); else clearError();
+}
+
+// ---------------------------------------------------------------- sign-in with the identity provider
+// OpenID Connect, authorization code with PKCE (S256), as a public client: the browser goes to the
+// provider and comes back to /console/?code=…&state=…; the code is exchanged at the token endpoint
+// from this page (CORS), and code and state leave the address bar at once. The access token is the
+// bearer for every API call; it is kept like a pasted token (memory and sessionStorage only).
+// When it runs out, what is being typed is kept in sessionStorage and the page signs in again: the
+// provider's own session brings the user straight back, and the draft is put back.
+const oidc = { conf: null, meta: null, forceLogin: false };
+let reauthing = false;
+let restoring = null; // a draft to put back once the view it belongs to has loaded
+const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+const randomString = (n) => b64url(crypto.getRandomValues(new Uint8Array(n)));
+const redirectUri = () => location.origin + '/console/';
+const routeHash = (h) => (typeof h === 'string' && h.startsWith('#/') ? h : '#/');
+function isAbsoluteUri(s) {
+  try { return typeof s === 'string' && /^[a-z][a-z0-9+.-]*:/i.test(s) && !!new URL(s); } catch (e) { return false; }
+}
+const trimSlash = (u) => String(u || '').replace(/\/+$/, '');
+
+async function discover() {
+  if (oidc.meta) return oidc.meta;
+  let r;
+  try {
+    r = await fetch(trimSlash(oidc.conf.issuer) + '/.well-known/openid-configuration',
+      { cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' });
+  } catch (e) { throw new Error('无法连接统一身份认证服务'); }
+  if (!r.ok) throw new Error(`统一身份认证服务返回 ${r.status}`);
+  const m = await r.json().catch(() => null);
+  if (!m || trimSlash(m.issuer) !== trimSlash(oidc.conf.issuer)) throw new Error('统一身份认证服务的发现文档与配置的 issuer 不符');
+  if (typeof m.authorization_endpoint !== 'string' || typeof m.token_endpoint !== 'string') throw new Error('统一身份认证服务的发现文档不完整');
+  oidc.meta = m;
+  return m;
+}
+/** Sends the browser to the provider's sign-in (opts.login: ask for the password even with a session). */
+async function beginSignIn(opts = {}) {
+  if (!oidc.conf) throw new Error('工作台未配置统一身份认证');
+  if (!crypto.subtle) throw new Error('统一身份认证登录需要通过 HTTPS 打开工作台');
+  const m = await discover();
+  const verifier = randomString(32);
+  const challenge = b64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+  const state = randomString(16);
+  const nonce = randomString(16);
+  sset(PENDING_KEY, JSON.stringify({ state, nonce, verifier, hash: routeHash(opts.hash || location.hash), at: Date.now() }));
+  const u = new URL(m.authorization_endpoint);
+  const p = { response_type: 'code', client_id: oidc.conf.client_id, redirect_uri: redirectUri(), scope: oidc.conf.scope,
+    state, nonce, code_challenge: challenge, code_challenge_method: 'S256' };
+  if (oidc.conf.resource) p.resource = oidc.conf.resource;
+  if (opts.login) p.prompt = 'login';
+  for (const [k, v] of Object.entries(p)) u.searchParams.set(k, v);
+  location.assign(u.href);
+}
+/** Back from the provider (?code=…&state=… or ?error=…): exchanges the code. True when it was such a return. */
+async function completeSignIn() {
+  const q = new URLSearchParams(location.search);
+  if (!q.has('state') || !(q.has('code') || q.has('error'))) return false;
+  const pending = sjson(PENDING_KEY);
+  sdel(PENDING_KEY);
+  // The code and state leave the address bar (and the history) before anything else happens.
+  history.replaceState(null, '', location.pathname + routeHash(pending && pending.hash));
+  try {
+    if (!oidc.conf) throw new Error('工作台未配置统一身份认证');
+    if (!pending || pending.state !== q.get('state')) throw new Error('登录请求已失效（state 不符），请重新登录');
+    if (q.get('error')) {
+      throw new Error(q.get('error') === 'access_denied' ? '已取消登录'
+        : `${q.get('error')}${q.get('error_description') ? '：' + q.get('error_description') : ''}`);
+    }
+    const m = await discover();
+    if (q.get('iss') && q.get('iss') !== m.issuer) throw new Error('登录响应来自另一个身份认证服务');
+    const body = new URLSearchParams({ grant_type: 'authorization_code', code: q.get('code'), redirect_uri: redirectUri(),
+      client_id: oidc.conf.client_id, code_verifier: pending.verifier });
+    if (oidc.conf.resource) body.set('resource', oidc.conf.resource);
+    let r;
+    try {
+      r = await fetch(m.token_endpoint, { method: 'POST', body, headers: { Accept: 'application/json' },
+        credentials: 'omit', cache: 'no-store', referrerPolicy: 'no-referrer' });
+    } catch (e) { throw new Error('无法连接统一身份认证服务'); }
+    const j = await r.json().catch(() => null);
+    if (!r.ok || !j || typeof j.access_token !== 'string') {
+      throw new Error(j && j.error ? `${j.error}${j.error_description ? '：' + j.error_description : ''}` : `令牌端点返回 ${r.status}`);
+    }
+    // The id_token came straight from the token endpoint; it must be for this client and this request.
+    const idc = j.id_token ? decodeClaims(j.id_token) : null;
+    const aud = idc ? (Array.isArray(idc.aud) ? idc.aud : [idc.aud]) : [];
+    if (!idc || trimSlash(idc.iss) !== trimSlash(m.issuer) || !aud.includes(oidc.conf.client_id) || idc.nonce !== pending.nonce) {
+      throw new Error('身份令牌（id_token）与本次登录不符');
+    }
+    const atc = decodeClaims(j.access_token);
+    const now = Date.now();
+    const iat = atc && typeof atc.iat === 'number' ? atc.iat : idc.iat;
+    const skew = typeof iat === 'number' ? iat * 1000 - now : 0;
+    if (!useToken(j.access_token, true, { id_token: j.id_token, skew, at: now })) {
+      oidc.forceLogin = true; // the provider's session is someone without a role: ask for another account
+      store('del');
+      sdel(OIDC_KEY);
+      return true;
+    }
+    oidc.forceLogin = false;
+    clearError();
+    const draft = sjson(DRAFT_KEY);
+    if (draft && draft.sub === session.claims.sub && draft.hash === location.hash && now - Number(draft.at) < 3600e3) restoring = draft;
+    else sdel(DRAFT_KEY);
+  } catch (e) {
+    store('del');
+    sdel(OIDC_KEY);
+    showError({ detail: `统一身份认证登录未成功：${e.message}` });
+  }
+  return true;
+}
+/**
+ * The session has run out (or a service answered 401): keeps what is being typed and signs in again
+ * at the provider. False when that cannot help (no provider configured, or a token just issued was
+ * refused: signing in again would loop).
+ */
+function renewSignIn(refusal) {
+  if (reauthing) return true;
+  if (!oidc.conf) return false;
+  if (refusal !== undefined && Date.now() - session.at < 15000) return false;
+  reauthing = true;
+  saveDraft();
+  notify('登录已过期，正在通过统一身份认证重新登录…');
+  beginSignIn({}).catch((e) => {
+    reauthing = false;
+    showError({ detail: `登录已过期，且无法转到统一身份认证（${e.message}）。您填写的内容仍在本页，请稍后重试。` });
+  });
+  return true;
+}
+function currentView() {
+  for (const v of VIEWS) { const e = $(v); if (!e.hidden) return e; }
+  return null;
+}
+/** Every field of the view being worked in, the write-off form's photos, and where it is. */
+function saveDraft() {
+  const view = currentView();
+  if (!view || !session.claims || view.id === 'v-signin') return;
+  const fields = [];
+  for (const e of $$('input, select, textarea', view)) {
+    if (!e.id || e.type === 'file' || e.type === 'password' || e.type === 'hidden') continue;
+    fields.push(e.type === 'checkbox' || e.type === 'radio' ? { id: e.id, checked: e.checked } : { id: e.id, value: e.value });
+  }
+  const d = { v: 1, at: Date.now(), sub: session.claims.sub, hash: routeHash(location.hash), fields };
+  if (cur && view.id === 'v-item') {
+    d.closure = { item_id: cur.id, open: !$('#closure-form').hidden, photos: cur.photos.map((p) => p.record) };
+  }
+  sset(DRAFT_KEY, JSON.stringify(d));
+}
+/** Puts a saved draft back, once its view has loaded (the write-off form re-opened with its photos). */
+function applyDraft(g) {
+  const d = restoring;
+  restoring = null;
+  sdel(DRAFT_KEY);
+  if (!d || g !== gen) return;
+  const view = currentView();
+  const c = d.closure && cur && cur.id === d.closure.item_id ? cur : null;
+  const reopen = !!(c && d.closure.open);
+  if (reopen && $('#closure-form').hidden && !$('#open-closure-wrap').hidden) {
+    c.prefilled = true; // the draft, not the rejected request, fills the form
+    openClosureForm();
+  }
+  for (const f of d.fields || []) {
+    const e = f && typeof f.id === 'string' ? document.getElementById(f.id) : null;
+    if (!e || !view || !view.contains(e) || e.type === 'file' || e.type === 'password') continue;
+    if ('checked' in f) e.checked = !!f.checked; else e.value = String(f.value ?? '');
+    e.dispatchEvent(new Event(e.tagName === 'SELECT' || 'checked' in f ? 'change' : 'input', { bubbles: true }));
+  }
+  if (c) for (const rec of d.closure.photos || []) restorePhoto(c, rec);
+  const typed = (d.fields || []).some((f) => f.checked === true || (typeof f.value === 'string' && f.value.trim() &&
+    !/^(SELECT)$/.test((document.getElementById(f.id) || {}).tagName || '')));
+  notify(reopen && !$('#closure-form').hidden
+    ? '登录已续期，已恢复您填写的内容（销账申请和已上传的照片），请核对后再提交。'
+    : typed ? '登录已续期，已恢复您填写的内容。' : '登录已续期。');
+}
+async function endProviderSession(idToken) {
+  let m;
+  try { m = await discover(); } catch (e) { return; }
+  if (!m.end_session_endpoint) return;
+  const u = new URL(m.end_session_endpoint);
+  if (idToken) u.searchParams.set('id_token_hint', idToken);
+  u.searchParams.set('client_id', oidc.conf.client_id);
+  u.searchParams.set('post_logout_redirect_uri', redirectUri());
+  location.assign(u.href);
 }
 function orgName(code) {
   if (code === '*') return '全部区';
@@ -290,7 +533,10 @@ function paintWho() {
   const who = $('#signed-in-as');
   who.hidden = !c;
   $('#sign-out').hidden = !c;
-  if (c) who.textContent = `${c.sub || '（无名）'} · ${ROLE_NAMES[c.role]} · ${orgName(c.org)}`;
+  if (c) {
+    who.textContent = `${c.name || c.sub || '（无名）'} · ${ROLE_NAMES[c.role]} · ${orgName(c.org)}`;
+    who.title = c.sub ? `账号 ${c.sub}` : '';
+  }
 }
 async function loadDirectory() {
   if (dir.loaded) return;
@@ -346,6 +592,8 @@ async function route() {
   if (Date.now() - noticeAt > 2000) $('#notice').hidden = true;
   paintWho();
   if (!session.token) {
+    $('#oidc-box').hidden = !oidc.conf;
+    $('#sign-in').classList.toggle('primary', !oidc.conf); // with a provider, the token form is the side door
     showView('#v-signin');
     return;
   }
@@ -353,13 +601,20 @@ async function route() {
   if (g !== gen) return;
   paintWho();
   const m = /^#\/(item|closure)\/([0-9a-fA-F-]{36})$/.exec(location.hash);
+  let shown;
   switch (session.claims.role) {
-    case 'operator': return showOperator(g);
-    case 'street': return m && m[1] === 'item' ? showItem(m[2], g) : showInbox(g);
-    case 'reviewer': return m && m[1] === 'closure' ? showReview(m[2], g) : showQueue(g);
-    case 'district': return showDistrict(g);
-    default: return undefined;
+    case 'operator': shown = showOperator(g); break;
+    case 'street': shown = m && m[1] === 'item' ? showItem(m[2], g) : showInbox(g); break;
+    case 'reviewer': shown = m && m[1] === 'closure' ? showReview(m[2], g) : showQueue(g); break;
+    case 'district': shown = showDistrict(g); break;
+    default: shown = undefined;
   }
+  if (restoring) {
+    // Signed in again after the session ran out: what was typed goes back once the view has loaded.
+    await shown;
+    if (g === gen) applyDraft(g);
+  }
+  return shown;
 }
 /** Runs a list loader; a refusal is shown, a 401 has already signed out. */
 async function load(g, fn) {
@@ -842,7 +1097,7 @@ function prefillFromRejected(r) {
   const c = cur;
   for (const e of r.evidence || []) {
     if (!e.sha256 || !String(e.uri || '').startsWith('/v1/evidence/')) continue;
-    const p = photoUrl(e.uri).then((url) => { if (c === cur) addThumb(e.sha256, url); else URL.revokeObjectURL(url); }).catch(() => {});
+    const p = photoUrl(e.uri).then((url) => { if (c === cur) addThumb(e.sha256, url, undefined, e); else URL.revokeObjectURL(url); }).catch(() => {});
     track(p);
   }
 }
@@ -888,28 +1143,40 @@ function uploadPhoto(file) {
       const j = await closure('/v1/evidence', { body: fd });
       holder.remove();
       if (c !== cur) return;
-      addThumb(j.sha256 || j.evidence_id, URL.createObjectURL(file), j.evidence_id);
+      addThumb(j.sha256 || j.evidence_id, URL.createObjectURL(file), j.evidence_id, j);
       clearError();
     } catch (e) {
       holder.remove();
-      if (c === cur && session.token) showError({ detail: `照片“${file.name}”上传失败：${e.detail || e.message}`, problem: e.problem });
+      if (c === cur && session.token && !e.reauth) showError({ detail: `照片“${file.name}”上传失败：${e.detail || e.message}`, problem: e.problem });
     }
   })();
   track(p);
 }
-function addThumb(sha256, url, evidenceId) {
-  if (cur.photos.some((x) => x.sha256 === sha256)) { URL.revokeObjectURL(url); return; }
-  const img = el('img', { src: url, alt: '现场照片', 'data-testid': 'photo-thumb', 'data-sha256': sha256 });
+/** A photo in the form: url is its picture (null: kept, not viewable now); record, the evidence record. */
+function addThumb(sha256, url, evidenceId, record) {
+  if (cur.photos.some((x) => x.sha256 === sha256)) { if (url) URL.revokeObjectURL(url); return; }
+  const img = el('img', { src: url, alt: url ? '现场照片' : '现场照片（已上传，暂时无法预览）', 'data-testid': 'photo-thumb', 'data-sha256': sha256 });
   const rm = el('button', { type: 'button', class: 'rm', 'aria-label': '移除这张照片', 'data-testid': 'photo-remove', text: '×' });
   const li = el('li', null, img, rm);
-  const photo = { sha256, evidence_id: evidenceId || sha256, li };
+  const photo = { sha256, evidence_id: evidenceId || sha256, li,
+    record: { evidence_id: evidenceId || sha256, sha256, ...(record || {}) } };
   rm.addEventListener('click', () => {
     cur.photos = cur.photos.filter((x) => x !== photo);
-    URL.revokeObjectURL(url);
+    if (url) URL.revokeObjectURL(url);
     li.remove();
   });
   cur.photos.push(photo);
   $('#photo-thumbs').append(li);
+}
+/** A photo of a saved draft: shown again from the evidence store, cited as before. */
+function restorePhoto(c, rec) {
+  const sha = rec && (rec.sha256 || rec.evidence_id);
+  if (!sha || !/^[0-9a-fA-F]{64}$/.test(sha)) return;
+  const uri = String(rec.uri || '').startsWith('/v1/evidence/') ? rec.uri : `/v1/evidence/${sha}`;
+  const p = photoUrl(uri)
+    .then((url) => { if (c === cur) addThumb(sha, url, rec.evidence_id, rec); else URL.revokeObjectURL(url); })
+    .catch((e) => { if (c === cur && !e.reauth) addThumb(sha, null, rec.evidence_id, rec); });
+  track(p);
 }
 function closureBody() {
   const num = (sel, parse) => { const v = $(sel).value.trim(); return v === '' ? undefined : parse(v); };
@@ -1192,7 +1459,34 @@ function wire() {
     if (!t.trim()) { $('#token-input').focus(); return; }
  if (useToken(t, true)) { clearError(); $('#notice').hidden = true; if (location.hash !== '#/') history.replaceState(null, '', location.pathname + location.search + '#/'); route(); }
   });
-  $('#sign-out').addEventListener('click', () => { cur = null; signOut(); notify('已退出登录。'); });
+  $('#sign-out').addEventListener('click', () => {
+    const viaOidc = session.via === 'oidc';
+    const idToken = session.idToken;
+    cur = null;
+    signOut();
+    sdel(DRAFT_KEY);
+    notify('已退出登录。');
+    // Also out of the identity provider's session, which would otherwise sign the next person in.
+    if (viaOidc && oidc.conf) endProviderSession(idToken);
+  });
+  // Back from the provider's page with the browser's back button: this page was frozen mid-redirect.
+  window.addEventListener('pageshow', (ev) => {
+    if (!ev.persisted) return;
+    reauthing = false;
+    $('#oidc-sign-in').disabled = false;
+  });
+  $('#oidc-sign-in').addEventListener('click', async () => {
+    const b = $('#oidc-sign-in');
+    b.disabled = true;
+    clearError();
+    try {
+      await beginSignIn({ login: oidc.forceLogin });
+      setTimeout(() => { b.disabled = false; }, 3000); // if the page is come back to
+    } catch (e) {
+      b.disabled = false;
+      showError({ detail: `无法转到统一身份认证：${e.message}` });
+    }
+  });
   window.addEventListener('hashchange', () => {
     if (takeTokenFromHash()) { clearError(); route(); return; }
     route();
@@ -1250,6 +1544,18 @@ async function loadConfig() {
     const r = await fetch('/console/config.json', { cache: 'no-store', credentials: 'omit' });
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const c = await r.json();
+    const o = c && c.oidc;
+    if (o && typeof o === 'object' && typeof o.issuer === 'string' && o.issuer && typeof o.client_id === 'string' && o.client_id) {
+      oidc.conf = {
+        issuer: o.issuer,
+        client_id: o.client_id,
+        scope: typeof o.scope === 'string' && o.scope.trim() ? o.scope.trim() : 'openid profile qingling',
+        // RFC 8707: a resource indicator is an absolute URI; a bare audience name is left to the provider's default.
+        resource: isAbsoluteUri(o.resource) ? o.resource : null,
+        role_claim: typeof o.role_claim === 'string' && o.role_claim ? o.role_claim : null,
+        org_claim: typeof o.org_claim === 'string' && o.org_claim ? o.org_claim : null,
+      };
+    }
     const base = (u) => (typeof u === 'string' && u ? u.replace(/\/+$/, '') : null);
     svc.intake = base(c.intake);
     svc.closure = base(c.closure);
@@ -1259,13 +1565,29 @@ async function loadConfig() {
   }
 }
 
+/** A kept identity-provider session whose access token has run out (by the provider's clock). */
+function expiredOidc(t, o) {
+  const c = decodeClaims(t);
+  return !!(c && typeof c.exp === 'number' && c.exp * 1000 < Date.now() + (Number(o.skew) || 0));
+}
 async function main() {
   wire();
   await loadConfig();
+  if (await completeSignIn()) { route(); return; }
   const fromHash = takeTokenFromHash();
   if (!fromHash) {
     const saved = store('get');
-    if (saved && !useToken(saved, false)) store('del');
+    const o = sjson(OIDC_KEY);
+    if (saved && o && oidc.conf && expiredOidc(saved, o) && Date.now() - (Number(o.at) || 0) > 15000) {
+      // Back to a tab whose session ran out: straight to the provider, which knows the user.
+      store('del');
+      sdel(OIDC_KEY);
+      route();
+      notify('登录已过期，正在通过统一身份认证重新登录…');
+      beginSignIn({}).catch((e) => showError({ detail: `登录已过期，且无法转到统一身份认证（${e.message}）。` }));
+      return;
+    }
+    if (saved && !useToken(saved, false, o || undefined)) { store('del'); sdel(OIDC_KEY); }
   }
   route();
 }

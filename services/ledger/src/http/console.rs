@@ -25,8 +25,8 @@ pub struct ConsoleOidc {
     issuer: String,
     client_id: String,
     scope: String,
-    /// The audience its access tokens must name (a resource indicator).
-    resource: String,
+    /// The resource indicator to ask tokens for, if the provider wants one.
+    resource: Option<String>,
 }
 
 #[utoipa::path(get, path = "/console/", tag = "console",
@@ -73,7 +73,7 @@ pub(super) async fn config(State(s): State<AppState>) -> Json<ConsoleConfig> {
         issuer: p.config.issuer.clone(),
         client_id: p.config.client_id.clone(),
         scope: p.config.scope.clone(),
-        resource: p.config.audience.clone(),
+        resource: p.config.resource.clone(),
     });
     Json(ConsoleConfig {
         intake,
