@@ -25,6 +25,9 @@ pub enum ComplaintEvent {
         complaint_id: Uuid,
         street: String,
         reason: String,
+        /// Why, as a code the dispatch metrics count (absent in events before it existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason_code: Option<ReturnReason>,
     },
     /// 先行联系: the street holding the complaint saw the caller's number, to call back. Who did
     /// is the event's actor; the number itself never enters the log.
@@ -155,6 +158,64 @@ pub struct Dispatched {
     /// 改派: sent again, to another street, after a return.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redispatch: bool,
+    /// How the street was chosen (absent in events before calls routed themselves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_by: Option<RoutedBy>,
+}
+
+/// How a call found its street (CONTRACT §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutedBy {
+    /// The operator chose it.
+    Operator,
+    /// The street of the point's latest item.
+    Point,
+    /// The community directory.
+    Community,
+}
+
+impl RoutedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutedBy::Operator => "operator",
+            RoutedBy::Point => "point",
+            RoutedBy::Community => "community",
+        }
+    }
+}
+
+/// Why a street returned a call (退单).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnReason {
+    /// Not this street's area: the call was routed wrong.
+    NotOurArea,
+    Duplicate,
+    NotABasement,
+    Other,
+}
+
+impl ReturnReason {
+    pub const ALL: [ReturnReason; 4] = [
+        ReturnReason::NotOurArea,
+        ReturnReason::Duplicate,
+        ReturnReason::NotABasement,
+        ReturnReason::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReturnReason::NotOurArea => "not_our_area",
+            ReturnReason::Duplicate => "duplicate",
+            ReturnReason::NotABasement => "not_a_basement",
+            ReturnReason::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 #[cfg(test)]

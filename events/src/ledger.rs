@@ -51,6 +51,11 @@ pub enum ItemEvent {
         street: String,
         closure_id: Uuid,
         outcome: Outcome,
+        /// What the request says was cleared (absent in events before points kept them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rooms_cleared: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partition_area_m2: Option<f64>,
     },
     /// The reviewer rejected it: the item is back to acknowledged.
     ItemClosureRejected {

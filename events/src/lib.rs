@@ -163,6 +163,7 @@ pub mod testing {
             respond_by: now + chrono::Duration::days(1),
             resolve_by: now + chrono::Duration::days(7),
             redispatch: false,
+            routed_by: None,
         }
     }
 }

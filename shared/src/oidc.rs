@@ -66,7 +66,7 @@ impl OidcConfig {
 
     /// The issuer's origin (`scheme://host[:port]`), for the console's page policy.
     pub fn issuer_origin(&self) -> String {
-        let rest = self.issuer.split_once("://").map(|(s, r)| (s, r));
+        let rest = self.issuer.split_once("://");
         match rest {
             Some((scheme, r)) => format!("{scheme}://{}", r.split('/').next().unwrap_or(r)),
             None => self.issuer.clone(),

@@ -18,6 +18,10 @@ pub struct District {
     pub code: String,
     pub name: String,
     pub streets: Vec<Street>,
+    /// WGS-84 box `[min_long, min_lat, max_long, max_lat]` around the district, with a margin of a
+    /// few kilometres: a point's position must lie inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f64; 4]>,
 }
 
 /// The directory, as served by `GET /v1/orgs`.

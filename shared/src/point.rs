@@ -81,3 +81,100 @@ mod tests {
         assert_eq!(clean("ＡＢ\u{200B}1"), "AB1");
     }
 }
+
+/// Where a point is: WGS-84 decimal degrees, as given (never shifted to another datum; Chinese
+/// web maps' GCJ-02 values are accepted as they come, a few hundred metres off).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Location {
+    pub lat: f64,
+    pub long: f64,
+}
+
+/// A position as sent: either part may be missing or not a number.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LocationInput {
+    #[schema(value_type = Option<f64>)]
+    pub lat: Option<serde_json::Value>,
+    #[schema(value_type = Option<f64>)]
+    pub long: Option<serde_json::Value>,
+}
+
+impl LocationInput {
+    /// Checks the range and that the position lies in the district's box (`bbox`, see
+    /// [`crate::orgs::District`]); the message goes on `point.location`.
+    pub fn check(&self, bbox: Option<[f64; 4]>) -> Result<Location, String> {
+        let number = |v: &Option<serde_json::Value>, what: &str| {
+            v.as_ref()
+                .and_then(serde_json::Value::as_f64)
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| format!("{what} must be a number (WGS-84 decimal degrees)"))
+        };
+        let lat = number(&self.lat, "lat")?;
+        let long = number(&self.long, "long")?;
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&long) {
+            return Err("lat must lie in [-90, 90] and long in [-180, 180]".into());
+        }
+        if let Some([w, s, e, n]) = bbox {
+            if !(s..=n).contains(&lat) || !(w..=e).contains(&long) {
+                return Err(format!(
+                    "({lat}, {long}) lies outside the district (lat {s}..{n}, long {w}..{e}); \
+                     positions are WGS-84, latitude and longitude in decimal degrees"
+                ));
+            }
+        }
+        Ok(Location { lat, long })
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+    use serde_json::json;
+
+    const TONGZHOU: Option<[f64; 4]> = Some([116.48, 39.55, 117.00, 40.08]);
+
+    fn input(lat: serde_json::Value, long: serde_json::Value) -> LocationInput {
+        LocationInput {
+            lat: Some(lat),
+            long: Some(long),
+        }
+    }
+
+    #[test]
+    fn positions_are_checked_for_range_and_district() {
+        let ok = input(json!(39.909), json!(116.656))
+            .check(TONGZHOU)
+            .unwrap();
+        assert_eq!(
+            ok,
+            Location {
+                lat: 39.909,
+                long: 116.656
+            }
+        );
+        // GCJ-02 from a Chinese web map is a few hundred metres off: still inside, kept as given.
+        let gcj = input(json!(39.9104), json!(116.6621))
+            .check(TONGZHOU)
+            .unwrap();
+        assert_eq!(gcj.long, 116.6621);
+        assert!(input(json!(91), json!(116.6)).check(TONGZHOU).is_err());
+        assert!(input(json!(39.9), json!(-181)).check(None).is_err());
+        assert!(
+            input(json!(116.656), json!(39.909))
+                .check(TONGZHOU)
+                .is_err(),
+            "swapped"
+        );
+        assert!(
+            input(json!(31.23), json!(121.47)).check(TONGZHOU).is_err(),
+            "Shanghai"
+        );
+        assert!(input(json!("39.9"), json!(116.6)).check(TONGZHOU).is_err());
+        assert!(LocationInput {
+            lat: None,
+            long: Some(json!(116.6))
+        }
+        .check(None)
+        .is_err());
+    }
+}

@@ -32,6 +32,8 @@ import { createServer } from 'node:http';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Provider, errors } from 'oidc-provider';
+// The library's own in-memory store, made once: a provider rebuilt on SIGHUP keeps its sessions.
+import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 const log = (...a) => console.error('[oidc-provider]', ...a);
 const list = (v) => String(v || '').split(',').map((s) => s.trim()).filter(Boolean);
@@ -171,6 +173,7 @@ function interactions(provider) {
     };
     if (abort) return finish({ error: 'access_denied', error_description: 'End-User aborted interaction' }, false);
     if (ctx.method === 'GET') {
+      log(`interaction ${prompt.name} (${(prompt.reasons || []).join(', ')})`);
       ctx.type = 'html';
       if (prompt.name === 'login') ctx.body = loginPage(uid, params);
       else if (prompt.name === 'consent') ctx.body = consentPage(uid, params, prompt.details, session?.accountId);
@@ -209,10 +212,12 @@ function interactions(provider) {
 const cookieKeys = [randomBytes(32).toString('base64url')];
 const allowedOrigins = new Set([...REDIRECT_URIS, ...POST_LOGOUT_URIS].map((u) => URL.parse(u)?.origin).filter(Boolean));
 const SCOPES = ['openid', 'profile', 'qingling'];
+const adapter = createMemoryAdapter(0);
 
 function makeProvider(issuer, jwks) {
   const alg = signingAlg(jwks);
   const provider = new Provider(issuer, {
+    adapter,
     jwks,
     clients: [{
       client_id: CLIENT_ID,

@@ -49,7 +49,8 @@ impl Apply for LedgerEvents {
         // Which points have an open item, whether or not a complaint of intake's is on it.
         match &item {
             ItemEvent::ItemRegistered(r) => {
-                store::items_opened(c, &[(r.item_id, r.point_id, r.category.as_str())]).await?
+                store::items_opened(c, &[(r.item_id, r.point_id, r.category.as_str())]).await?;
+                store::routing::points_registered(c, &[point_of(r, ev)]).await?;
             }
             ItemEvent::ItemWrittenOff(_) => store::item_closed(c, item_id).await?,
             _ => {}
@@ -160,6 +161,29 @@ impl Apply for LedgerEvents {
     }
 }
 
+/// A registered item's point, for routing: (point, district, street, community, when).
+fn point_of<'a>(
+    r: &'a qingling_events::ledger::Registered,
+    ev: &Envelope,
+) -> (
+    Uuid,
+    &'a str,
+    &'a str,
+    &'a str,
+    chrono::DateTime<chrono::Utc>,
+) {
+    (
+        r.point_id,
+        r.district.as_str(),
+        r.street.as_str(),
+        r.point
+            .get("community")
+            .and_then(|v| v.as_str())
+            .unwrap_or(""),
+        ev.occurred_at,
+    )
+}
+
 /// `item_registered` for several complaints, as [`LedgerEvents::apply`] does each; false (and
 /// nothing done) when a complaint appears twice, which one by one must then decide.
 async fn registered_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Result<bool> {
@@ -184,6 +208,15 @@ async fn registered_run(c: &mut PgConnection, run: &[&Envelope]) -> anyhow::Resu
         return Ok(false);
     }
     store::items_opened(c, &opened).await?;
+    let points: Vec<_> = items
+        .iter()
+        .zip(run)
+        .filter_map(|(i, ev)| match i {
+            ItemEvent::ItemRegistered(r) => Some(point_of(r, ev)),
+            _ => None,
+        })
+        .collect();
+    store::routing::points_registered(c, &points).await?;
     let locked: HashMap<Uuid, Status> = store::complaints_for_update(c, &ids, None)
         .await?
         .into_iter()

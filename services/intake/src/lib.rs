@@ -35,6 +35,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
             "0005_operator_lookups",
             include_str!("../../../migrations/intake/0005_operator_lookups.sql"),
         ),
+        (
+            "0006_routing",
+            include_str!("../../../migrations/intake/0006_routing.sql"),
+        ),
     ],
     listens_to: &["ledger"],
     description: "Complaints (接诉), dispatch (派单), returns, follow-up (回访), monthly street metrics, and Open311 GeoReport v2.",
@@ -51,12 +55,38 @@ pub async fn run() -> anyhow::Result<()> {
         relay_wake: rt.relay_wake.clone(),
         registrar: registrar::Registrar::start(rt.pool.clone(), rt.relay_wake.clone()),
     };
+    seed_communities(&state).await?;
     let open311 = open311::Open311State {
         app: state.clone(),
         keys: open311::ApiKeys::from_env()?,
     };
     rt.serve(&SPEC, router(state, open311), consumer::LedgerEvents)
         .await
+}
+
+/// The community directory's shipped entries (`shared/data/communities.json`), for communities
+/// not yet set or learnt.
+async fn seed_communities(s: &app::AppState) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Seed {
+        districts: std::collections::BTreeMap<String, Vec<Entry>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        community: String,
+        street: String,
+    }
+    let seed: Seed = serde_json::from_str(include_str!("../../../shared/data/communities.json"))?;
+    let mut c = s.pool.acquire().await?;
+    for (district, entries) in seed.districts {
+        let rows: Vec<(String, String)> = entries
+            .into_iter()
+            .filter(|e| s.orgs.street(&district, &e.street).is_some())
+            .map(|e| (e.community, e.street))
+            .collect();
+        store::routing::seed_communities(&mut c, &district, &rows).await?;
+    }
+    Ok(())
 }
 
 /// `qingling-intake rebuild`.

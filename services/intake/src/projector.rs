@@ -9,7 +9,7 @@ use qingling_events::Event;
 use qingling_shared::Envelope;
 use sqlx::PgConnection;
 
-use crate::domain::{month_of, ComplaintEvent, Dispatch, Status};
+use crate::domain::{month_of, ComplaintEvent, Dispatch, ReturnReason, Status};
 use crate::store;
 
 pub struct Projector;
@@ -22,6 +22,8 @@ impl qingling_shared::rebuild::Projector for Projector {
             "street_metrics",
             "caller_reveals",
             "open_items",
+            "point_streets",
+            "dispatches",
         ]
     }
 
@@ -84,6 +86,12 @@ pub async fn project_registrations(
     }
     let rows: Vec<_> = parsed.iter().map(|(r, d, a)| (r, d, *a)).collect();
     store::insert_dispatched(c, &rows).await?;
+    let dispatches: Vec<_> = parsed
+        .iter()
+        .zip(regs)
+        .map(|((_, d, _), evs)| (evs[1].event_id, d))
+        .collect();
+    store::routing::record_dispatches(c, &dispatches).await?;
     let history: Vec<_> = parsed
         .iter()
         .zip(regs)
@@ -124,8 +132,20 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
                 resolve_by: d.resolve_by,
             };
             store::redispatch(c, id, &d.street, &dispatch).await?;
+            store::routing::record_dispatches(c, &[(ev.event_id, &d)]).await?;
         }
-        Some(ComplaintEvent::ComplaintReturned { .. }) => {
+        Some(ComplaintEvent::ComplaintReturned {
+            street,
+            reason_code,
+            ..
+        }) => {
+            store::routing::record_return(
+                c,
+                id,
+                &street,
+                reason_code.unwrap_or(ReturnReason::Other),
+            )
+            .await?;
             store::set_status(c, id, Status::Returned, None, at).await?;
             store::set_return_pending(c, id, true).await?;
             store::update_metrics(c, id, None, |f| f.counted = false).await?;

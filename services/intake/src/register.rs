@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::domain::{self, ComplaintInput, Status};
+use crate::domain::{self, ComplaintInput, RoutedBy, Status};
 use crate::registrar::{Registration, Written};
 use crate::store;
 
@@ -31,6 +31,14 @@ pub struct ComplaintCreated {
     pub point_id: Uuid,
     pub respond_by: DateTime<Utc>,
     pub resolve_by: DateTime<Utc>,
+    /// How the street was chosen: `operator`, `point` or `community` (CONTRACT §11).
+    #[serde(default = "by_operator")]
+    #[schema(value_type = String)]
+    pub routed_by: RoutedBy,
+}
+
+fn by_operator() -> RoutedBy {
+    RoutedBy::Operator
 }
 
 /// 接诉, for `POST /v1/complaints` and Open311's `POST requests` alike: checks the caller and the
@@ -67,6 +75,7 @@ pub async fn register_complaint(
         point_id: complaint.point_id,
         respond_by: dispatch.respond_by,
         resolve_by: dispatch.resolve_by,
+        routed_by: complaint.routed_by,
     };
     let registration = Registration {
         complaint_id: id,
@@ -81,7 +90,7 @@ pub async fn register_complaint(
                 .iter()
                 .map(Event::to_new_event)
                 .collect::<Vec<_>>(),
-            &EventMeta::for_caller(&caller, Uuid::now_v7()),
+            &EventMeta::for_caller(caller, Uuid::now_v7()),
         ),
     };
     match s.registrar.register(registration).await? {
@@ -109,9 +118,14 @@ async fn checked(
     now: DateTime<Utc>,
 ) -> Result<domain::Complaint, ApiError> {
     caller.require(&[Role::Operator])?;
-    let complaint = input
+    let mut complaint = input
         .parse(&s.orgs, &s.catalog, now)
         .map_err(ApiError::invalid)?;
+    if complaint.street.is_empty() {
+        let (street, routed_by) = route(s, &complaint).await?;
+        complaint.street = street;
+        complaint.routed_by = routed_by;
+    }
     caller.ensure_covers(&complaint.district, &complaint.street)?;
     // A point named by id rather than by its address must be one this street already has: an id
     // from elsewhere would put the complaint on another street's item.
@@ -135,11 +149,41 @@ async fn checked(
     Ok(complaint)
 }
 
+/// A call without a street goes to the street of its point's latest item, else to the street the
+/// community directory names; neither known, the operator is asked for the street.
+async fn route(s: &AppState, c: &domain::Complaint) -> Result<(String, RoutedBy), ApiError> {
+    let mut conn = s.pool.acquire().await?;
+    let exists = |street: &String| s.orgs.street(&c.district, street).is_some();
+    if let Some(street) = store::routing::street_of_point(&mut conn, c.point_id)
+        .await?
+        .filter(exists)
+    {
+        return Ok((street, RoutedBy::Point));
+    }
+    if let Some(street) =
+        store::routing::street_of_community(&mut conn, &c.district, &c.point.community)
+            .await?
+            .filter(exists)
+    {
+        return Ok((street, RoutedBy::Community));
+    }
+    Err(ApiError::invalid_field(
+        "street",
+        format!(
+            "cannot route: give the street (neither the point nor the community {:?} is known)",
+            c.point.community
+        ),
+    ))
+}
+
 /// What a registration would do, recording nothing (CONTRACT §10).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Preview {
     pub point_id: Uuid,
     pub street: String,
+    /// How the street was chosen.
+    #[schema(value_type = String)]
+    pub routed_by: RoutedBy,
     /// The open item at the point the call would join (a repeat call is not a second problem).
     pub would_link_to: Option<Uuid>,
 }
@@ -160,6 +204,7 @@ pub async fn preview_complaint(
     Ok(Preview {
         point_id: complaint.point_id,
         street: complaint.street,
+        routed_by: complaint.routed_by,
         would_link_to,
     })
 }

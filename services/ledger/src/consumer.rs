@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::app::{self, CommandError};
-use crate::domain::{at_point, AtPoint, ItemEvent, Registered, Source};
+use crate::domain::{at_point, AtPoint, Cleared, ItemEvent, Registered, Source};
 use crate::store;
 
 pub struct Events {
@@ -73,7 +73,14 @@ impl Apply for Events {
             },
             Some(Foreign::Closure(ClosureEvent::ClosureRequested(r))) => {
                 app::execute(c, r.item_id, &meta, |i| {
-                    i.closure_requested(r.closure_id, r.outcome)
+                    i.closure_requested(
+                        r.closure_id,
+                        r.outcome,
+                        Cleared {
+                            rooms: r.rooms_cleared,
+                            partition_area_m2: r.partition_area_m2,
+                        },
+                    )
                 })
                 .await
                 .map(drop)

@@ -667,7 +667,10 @@ function historyList(ol, events) {
     ol.append(el('li', null,
       el('span', { class: 'what', text: label(EVENT_NAMES, e.event_type) }),
       bits.length ? el('span', { text: bits.join('；') }) : null,
-      el('small', null, timeEl(e.at), ` · ${e.actor || '系统'}`)));
+      // The person's name where the identity provider gave one (the account id on hover), else the id.
+      el('small', null, timeEl(e.at), ' · ', e.actor_name
+        ? el('span', { text: e.actor_name, title: e.actor ? `账号 ${e.actor}` : null, 'data-actor': e.actor || null })
+        : (e.actor || '系统'))));
   }
   if (!ol.children.length) ol.append(el('li', { class: 'empty', text: '暂无记录' }));
 }

@@ -331,7 +331,7 @@ async fn review(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Reviewer])?;
     let _row = visible(s, caller, id).await?;
-    let meta = EventMeta::for_caller(&caller, Uuid::now_v7());
+    let meta = EventMeta::for_caller(caller, Uuid::now_v7());
     let note = body
         .note
         .map(|n| n.trim().to_string())

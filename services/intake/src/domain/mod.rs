@@ -2,9 +2,12 @@
 //! dispatch (派单) decision and the complaint status as the ledger moves. Pure: no I/O.
 
 use chrono::{DateTime, Utc};
-pub use qingling_events::intake::{ComplaintEvent, Dispatched, Received, Satisfaction, Urgency};
+pub use qingling_events::intake::{
+    ComplaintEvent, Dispatched, Received, ReturnReason, RoutedBy, Satisfaction, Urgency,
+};
 use qingling_events::ledger::{ItemEvent, WriteOffKind};
 use qingling_shared::config::Limits;
+use qingling_shared::point::{Location, LocationInput};
 use qingling_shared::{Catalog, FieldError, Orgs};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -30,6 +33,8 @@ pub struct PointInput {
     pub basement: Option<String>,
     pub address: Option<String>,
     pub point_id: Option<Uuid>,
+    /// WGS-84 position (CONTRACT §11).
+    pub location: Option<LocationInput>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Clone, utoipa::ToSchema)]
@@ -46,6 +51,8 @@ pub struct Point {
     pub basement: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +73,8 @@ pub struct Complaint {
     pub caller: Option<Caller>,
     pub description: String,
     pub received_at: DateTime<Utc>,
+    /// How `street` was chosen: by the operator, or by routing when the request named none.
+    pub routed_by: RoutedBy,
 }
 
 const MAX_TEXT: usize = 2000;
@@ -100,7 +109,16 @@ impl ComplaintInput {
     ) -> Result<Complaint, Vec<FieldError>> {
         let mut errors = Vec::new();
         let district = text(&mut errors, "district", self.district.as_ref(), 64);
-        let street = text(&mut errors, "street", self.street.as_ref(), 64);
+        // No street: the call is routed (by its point, or its community) before it is dispatched.
+        let street = match self
+            .street
+            .as_ref()
+            .map(|s| qingling_shared::point::clean(s))
+        {
+            Some(s) if !s.trim().is_empty() => text(&mut errors, "street", Some(&s), 64),
+            _ => String::new(),
+        };
+        let routed_by = RoutedBy::Operator;
         if !district.is_empty() && orgs.district(&district).is_none() {
             errors.push(FieldError::new(
                 "district",
@@ -157,6 +175,19 @@ impl ComplaintInput {
                         .address
                         .map(|a| a.trim().chars().take(MAX_TEXT).collect())
                         .filter(|a: &String| !a.is_empty()),
+                    location: match &p.location {
+                        None => None,
+                        Some(l) => {
+                            let bbox = orgs.district(&district).and_then(|d| d.bbox);
+                            match l.check(bbox) {
+                                Ok(l) => Some(l),
+                                Err(m) => {
+                                    errors.push(FieldError::new("point.location", m));
+                                    None
+                                }
+                            }
+                        }
+                    },
                 };
                 (Some(point), p.point_id)
             }
@@ -205,6 +236,7 @@ impl ComplaintInput {
             caller,
             description,
             received_at,
+            routed_by,
         })
     }
 }
@@ -264,6 +296,7 @@ pub fn register(
         respond_by,
         resolve_by,
         redispatch: false,
+        routed_by: Some(c.routed_by),
     };
     (
         vec![

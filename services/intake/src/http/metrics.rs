@@ -22,34 +22,8 @@ pub(super) async fn street_metrics(
     caller: Caller,
     QueryParams(q): QueryParams<MetricsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(&[Role::District, Role::Reviewer, Role::Operator])?;
-    let district = q
-        .district
-        .filter(|d| !d.is_empty())
-        .or_else(|| (caller.org != "*").then(|| caller.org.clone()));
-    let district = district.ok_or_else(|| ApiError::invalid_field("district", "is required"))?;
-    let d = s.orgs.district(&district).ok_or_else(|| {
-        ApiError::invalid_field("district", format!("unknown district {district:?}"))
-    })?;
-    if !caller.covers_district(&district) {
-        return Err(ApiError::Forbidden(format!(
-            "{} {} may not read district {district}",
-            caller.role.as_str(),
-            caller.org
-        )));
-    }
-    let month = q
-        .month
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| domain::month_of(Utc::now()));
-    let valid = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").is_ok()
-        && month.len() == 7;
-    if !valid {
-        return Err(ApiError::invalid_field(
-            "month",
-            "must be a month like 2026-11",
-        ));
-    }
+    let (district, month) = district_and_month(&s, &caller, q)?;
+    let d = s.orgs.district(&district).expect("checked");
     let counters = store::street_metrics(&mut *s.pool.acquire().await?, &district, &month).await?;
     let streets = d
         .streets
@@ -131,4 +105,61 @@ pub struct Answers {
     basically_satisfied: i64,
     dissatisfied: i64,
     unknown: i64,
+}
+
+/// The district (asked, or the caller's own) and month (asked, or this one) of a metrics query.
+fn district_and_month(
+    s: &AppState,
+    caller: &Caller,
+    q: MetricsQuery,
+) -> Result<(String, String), ApiError> {
+    caller.require(&[Role::District, Role::Reviewer, Role::Operator])?;
+    let district = q
+        .district
+        .filter(|d| !d.is_empty())
+        .or_else(|| (caller.org != "*").then(|| caller.org.clone()));
+    let district = district.ok_or_else(|| ApiError::invalid_field("district", "is required"))?;
+    s.orgs.district(&district).ok_or_else(|| {
+        ApiError::invalid_field("district", format!("unknown district {district:?}"))
+    })?;
+    if !caller.covers_district(&district) {
+        return Err(ApiError::Forbidden(format!(
+            "{} {} may not read district {district}",
+            caller.role.as_str(),
+            caller.org
+        )));
+    }
+    let month = q
+        .month
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| domain::month_of(Utc::now()));
+    let valid = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").is_ok()
+        && month.len() == 7;
+    if !valid {
+        return Err(ApiError::invalid_field(
+            "month",
+            "must be a month like 2026-11",
+        ));
+    }
+    Ok((district, month))
+}
+
+#[utoipa::path(get, path = "/v1/metrics/dispatch", tag = "metrics", security(("bearer" = [])),
+    params(MetricsQuery),
+    responses(
+        (status = 200, description = "dispatches, calls routed by themselves, returns and accuracy for the month", body = store::routing::DispatchMetrics),
+        qingling_shared::openapi::AuthRefusals,
+        (status = 422, description = "invalid fields", body = qingling_shared::openapi::Problem)
+    ))]
+/// 派单准确率: how many dispatches came back, overall and for calls that routed themselves, why,
+/// and how long calls waited for their first dispatch (CONTRACT §11).
+pub(super) async fn dispatch_metrics(
+    State(s): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<MetricsQuery>,
+) -> Result<Json<store::routing::DispatchMetrics>, ApiError> {
+    let (district, month) = district_and_month(&s, &caller, q)?;
+    Ok(Json(
+        store::routing::dispatch_metrics(&mut *s.pool.acquire().await?, &district, &month).await?,
+    ))
 }

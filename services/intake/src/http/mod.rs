@@ -17,8 +17,9 @@ pub use metrics::{Answers, StreetMetrics, StreetMonth};
 
 mod callers;
 mod metrics;
+mod routing;
 use crate::domain::{
-    self, ComplaintEvent, ComplaintInput, Dispatched, Satisfaction, Status, Urgency,
+    self, ComplaintEvent, ComplaintInput, Dispatched, RoutedBy, Satisfaction, Status, Urgency,
 };
 use crate::register::{self, ComplaintCreated};
 use crate::{projector, store};
@@ -34,6 +35,8 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(redispatch))
         .routes(routes!(follow_up))
         .routes(routes!(metrics::street_metrics))
+        .routes(routes!(metrics::dispatch_metrics))
+        .routes(routes!(routing::communities, routing::import_communities))
         .routes(routes!(orgs))
         .routes(routes!(catalog))
         .routes(routes!(callers::reveal_caller))
@@ -339,7 +342,7 @@ async fn append(
         &stream,
         version,
         &new,
-        &EventMeta::for_caller(&caller, Uuid::now_v7()),
+        &EventMeta::for_caller(caller, Uuid::now_v7()),
     );
     for ev in &prepared {
         projector::project(&mut tx, ev).await?;
@@ -357,6 +360,8 @@ fn status_of(row: &store::ComplaintRow) -> Status {
 #[derive(Deserialize, utoipa::ToSchema)]
 struct ReturnBody {
     reason: Option<String>,
+    /// not_our_area, duplicate, not_a_basement or other (the default)
+    reason_code: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/complaints/{id}/return", tag = "complaints", security(("bearer" = [])),
@@ -384,6 +389,15 @@ async fn return_complaint(
         .map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty());
     let reason = reason.ok_or_else(|| ApiError::invalid_field("reason", "a reason is required"))?;
+    let reason_code = match body.reason_code.as_deref().map(str::trim) {
+        None | Some("") => domain::ReturnReason::Other,
+        Some(code) => domain::ReturnReason::parse(code).ok_or_else(|| {
+            ApiError::invalid_field(
+                "reason_code",
+                "must be not_our_area, duplicate, not_a_basement or other",
+            )
+        })?,
+    };
     if reason.chars().count() > 2000 {
         return Err(ApiError::invalid_field(
             "reason",
@@ -397,6 +411,7 @@ async fn return_complaint(
             complaint_id: id,
             street: row.street.clone(),
             reason,
+            reason_code: Some(reason_code),
         }])
     })
     .await
@@ -472,6 +487,7 @@ async fn redispatch(
             respond_by,
             resolve_by,
             redispatch: true,
+            routed_by: Some(RoutedBy::Operator),
         })])
     })
     .await

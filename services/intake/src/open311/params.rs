@@ -49,6 +49,19 @@ impl Params {
             .ok_or_else(|| Failure::not_found(format!("jurisdiction_id {code:?} not found")))
     }
 
+    /// `lat` and `long`, kept as the point's position (WGS-84, as the standard has them).
+    fn location(&self) -> Option<qingling_shared::point::LocationInput> {
+        let number = |name: &str| {
+            self.get(name).map(|v| match v.parse::<f64>() {
+                Ok(x) if x.is_finite() => serde_json::json!(x),
+                _ => serde_json::json!(v),
+            })
+        };
+        let (lat, long) = (number("lat"), number("long"));
+        (lat.is_some() || long.is_some())
+            .then_some(qingling_shared::point::LocationInput { lat, long })
+    }
+
     /// The complaint a posted request describes; [`ComplaintInput::parse`] checks it.
     pub(super) fn complaint(&self, district: &str) -> ComplaintInput {
         let owned = |name: &str| self.get(name).map(str::to_string);
@@ -65,6 +78,7 @@ impl Params {
                 basement: owned("attribute[basement]"),
                 address: owned("address_string"),
                 point_id: None,
+                location: self.location(),
             }),
             caller: (name.is_some() || phone.is_some()).then_some(CallerInput { name, phone }),
             description: owned("description"),

@@ -9,6 +9,7 @@ use uuid::Uuid;
 mod lists;
 mod metrics;
 mod public;
+pub mod routing;
 
 pub use lists::{
     complaints_by_phone, complaints_in_status, item_closed, items_opened, open_item_at,

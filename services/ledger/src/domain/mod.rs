@@ -69,6 +69,13 @@ pub enum DomainError {
     },
 }
 
+/// What a write-off request says was cleared: rooms (间) and partition area removed (m²).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cleared {
+    pub rooms: Option<i32>,
+    pub partition_area_m2: Option<f64>,
+}
+
 /// An item, folded from its events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
@@ -253,11 +260,13 @@ impl Item {
         Ok(out)
     }
 
-    /// A write-off request was filed. Repeating the same request changes nothing.
+    /// A write-off request was filed (with what it says was cleared). Repeating the same request
+    /// changes nothing.
     pub fn closure_requested(
         &self,
         closure_id: Uuid,
         outcome: Outcome,
+        cleared: Cleared,
     ) -> Result<Vec<ItemEvent>, DomainError> {
         match (&self.status, &self.pending_closure) {
             (ItemStatus::ClosurePending, Some((id, _))) if *id == closure_id => Ok(vec![]),
@@ -266,6 +275,8 @@ impl Item {
                 street: self.street.clone(),
                 closure_id,
                 outcome,
+                rooms_cleared: cleared.rooms,
+                partition_area_m2: cleared.partition_area_m2,
             }]),
             _ => Err(self.state_conflict("take a write-off request")),
         }

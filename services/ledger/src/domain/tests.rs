@@ -50,6 +50,8 @@ fn pending(id: Uuid, closure: Uuid) -> Vec<ItemEvent> {
         street: "jiukeshu".into(),
         closure_id: closure,
         outcome: Outcome::Rectified,
+        rooms_cleared: None,
+        partition_area_m2: None,
     });
     h
 }
@@ -102,10 +104,10 @@ fn a_write_off_request_needs_an_acknowledged_item() {
     let id = Uuid::now_v7();
     let c = Uuid::from_u128(7);
     assert!(given(vec![registered(id)])
-        .closure_requested(c, Outcome::Rectified)
+        .closure_requested(c, Outcome::Rectified, Cleared::default())
         .is_err());
     let events = given(acked(id))
-        .closure_requested(c, Outcome::Rectified)
+        .closure_requested(c, Outcome::Rectified, Cleared::default())
         .unwrap();
     assert!(
         matches!(&events[..], [ItemEvent::ItemClosurePending { closure_id, .. }] if *closure_id == c)
@@ -113,13 +115,13 @@ fn a_write_off_request_needs_an_acknowledged_item() {
     let item = given(pending(id, c));
     assert_eq!(item.status, ItemStatus::ClosurePending);
     assert!(
-        item.closure_requested(c, Outcome::Rectified)
+        item.closure_requested(c, Outcome::Rectified, Cleared::default())
             .unwrap()
             .is_empty(),
         "same request again is a no-op"
     );
     assert!(
-        item.closure_requested(Uuid::from_u128(8), Outcome::Rectified)
+        item.closure_requested(Uuid::from_u128(8), Outcome::Rectified, Cleared::default())
             .is_err(),
         "a second request while one is pending"
     );
@@ -139,7 +141,7 @@ fn rejection_returns_the_item_to_acknowledged_and_it_may_be_requested_again() {
         "a rejected request cannot be approved"
     );
     assert_eq!(
-        item.closure_requested(Uuid::from_u128(8), Outcome::Unfounded)
+        item.closure_requested(Uuid::from_u128(8), Outcome::Unfounded, Cleared::default())
             .unwrap()
             .len(),
         1
@@ -169,7 +171,7 @@ fn approval_writes_the_item_off_with_the_requested_outcome() {
     assert_eq!(done.status, ItemStatus::WrittenOff);
     assert!(done.acknowledge(t0()).is_err());
     assert!(done
-        .closure_requested(Uuid::from_u128(9), Outcome::Rectified)
+        .closure_requested(Uuid::from_u128(9), Outcome::Rectified, Cleared::default())
         .is_err());
     assert!(
         done.closure_approved(c, t0()).is_err(),
@@ -510,7 +512,7 @@ mod properties {
                 let result = match c {
                     Cmd::Acknowledge(h) => item.acknowledge(at(h)),
                     Cmd::Link(n) => item.link(Uuid::from_u128(n)),
-                    Cmd::Request(n) => item.closure_requested(Uuid::from_u128(n), Outcome::Rectified),
+                    Cmd::Request(n) => item.closure_requested(Uuid::from_u128(n), Outcome::Rectified, Cleared::default()),
                     Cmd::Reject(n) => item.closure_rejected(Uuid::from_u128(n), "r"),
                     Cmd::Approve(n, h) => item.closure_approved(Uuid::from_u128(n), at(h)),
                     Cmd::Deadlines(h) => Ok(item.check_deadlines(at(h))),

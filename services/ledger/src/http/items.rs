@@ -38,7 +38,7 @@ pub(super) async fn item_command(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[role])?;
     visible_item(s, caller, id).await?;
-    let meta = EventMeta::for_caller(&caller, Uuid::now_v7());
+    let meta = EventMeta::for_caller(caller, Uuid::now_v7());
     let mut attempt = 0;
     loop {
         attempt += 1;

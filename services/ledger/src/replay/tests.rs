@@ -76,6 +76,8 @@ fn a_life_folds_into_one_row_and_its_areas_back_to_zero() {
             street: "jiukeshu".into(),
             closure_id: Uuid::from_u128(9),
             outcome: Outcome::Rectified,
+            rooms_cleared: Some(4),
+            partition_area_m2: Some(36.5),
         },
         ItemEvent::ItemClosureRejected {
             item_id: id,
