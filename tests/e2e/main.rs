@@ -19,6 +19,7 @@ mod open311;
 mod openapi;
 mod operations;
 mod owner;
+mod points;
 mod races;
 mod rebuild;
 mod scale;

@@ -11,7 +11,15 @@ use crate::{complaint_status, item_status, register, request_closure, WAIT};
 const PROJECTIONS: [(&str, &[&str]); 3] = [
     (
         "intake",
-        &["complaints", "complaint_history", "street_metrics"],
+        &[
+            "complaints",
+            "complaint_history",
+            "street_metrics",
+            "caller_reveals",
+            "open_items",
+            "point_streets",
+            "dispatches",
+        ],
     ),
     (
         "ledger",

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod export;
 pub mod http;
 pub mod live;
+pub mod points;
 pub mod projector;
 pub mod replay;
 pub mod store;
@@ -35,6 +36,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
         (
             "0005_street_tallies",
             include_str!("../../../migrations/ledger/0005_street_tallies.sql"),
+        ),
+        (
+            "0006_points",
+            include_str!("../../../migrations/ledger/0006_points.sql"),
         ),
     ],
     listens_to: &["intake", "closure"],

@@ -41,11 +41,15 @@ pub struct ItemRow {
     /// A requested or decided extension of resolve-by: until, reason, status.
     #[schema(value_type = Option<Object>)]
     pub extension: Option<Value>,
+    /// Rooms (间) its write-off request says were cleared.
+    pub rooms_cleared: Option<i32>,
+    /// Partition area (m²) its write-off request says was removed.
+    pub partition_area_m2: Option<f64>,
 }
 
 const ITEM_COLUMNS: &str = "item_id, district, street, category, point_id, point, description, source, urgency, status,
     complaint_ids, registered_at, acknowledged_at, respond_by, resolve_by, overdue, written_off_at, write_off_kind,
-    closure_id, rebound_of, extension";
+    closure_id, rebound_of, extension, rooms_cleared, partition_area_m2";
 
 /// Brings the projections up to date with one appended item event (same transaction). A rebuild
 /// does the same for the whole log at once ([`crate::replay`]).
@@ -117,14 +121,21 @@ pub async fn project(c: &mut PgConnection, env: &Envelope, ev: &ItemEvent) -> sq
         ItemEvent::ItemClosurePending {
             item_id,
             closure_id,
+            rooms_cleared,
+            partition_area_m2,
             ..
         } => {
-            sqlx::query("update items set status = 'closure_pending', closure_id = $2, updated_at = $3 where item_id = $1")
-                .bind(item_id)
-                .bind(closure_id)
-                .bind(at)
-                .execute(&mut *c)
-                .await?;
+            sqlx::query(
+                "update items set status = 'closure_pending', closure_id = $2, updated_at = $3,
+                    rooms_cleared = $4, partition_area_m2 = $5 where item_id = $1",
+            )
+            .bind(item_id)
+            .bind(closure_id)
+            .bind(at)
+            .bind(rooms_cleared)
+            .bind(partition_area_m2)
+            .execute(&mut *c)
+            .await?;
         }
         ItemEvent::ItemClosureRejected { item_id, .. } => {
             sqlx::query("update items set status = 'acknowledged', closure_id = null, updated_at = $2 where item_id = $1")

@@ -169,8 +169,20 @@ impl Drop for StreamSlot {
 /// The district office's live dashboard (HTML; the token goes in the URL fragment).
 #[utoipa::path(get, path = "/", tag = "ledger",
     responses((status = 200, description = "the dashboard page", content_type = "text/html")))]
-pub(super) async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("../../static/dashboard.html"))
+pub(super) async fn dashboard() -> Response {
+    let mut page = Html(include_str!("../../static/dashboard.html")).into_response();
+    // The map may show a configured tile server's images.
+    if let Some(origin) = super::points::tile_origin() {
+        let policy = qingling_shared::http::CONTENT_SECURITY_POLICY.replace(
+            "img-src 'self' data:",
+            &format!("img-src 'self' data: {origin}"),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&policy) {
+            page.headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    page
 }
 
 /// The dashboard's script, served apart: the page's Content-Security-Policy allows no inline

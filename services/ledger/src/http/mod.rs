@@ -5,6 +5,7 @@ mod console;
 mod items;
 mod journal;
 mod live;
+mod points;
 mod register;
 
 pub use items::ItemPage;
@@ -75,6 +76,13 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(live::dashboard))
         .routes(routes!(live::dashboard_js))
         .routes(routes!(journal::entries))
+        .routes(routes!(points::list_points))
+        .routes(routes!(points::point_file))
+        .routes(routes!(points::hotspots))
+        .routes(routes!(points::map_config))
+        .routes(routes!(points::map_js))
+        .routes(routes!(points::leaflet_js))
+        .routes(routes!(points::leaflet_css))
         .routes(routes!(console::page))
         .routes(routes!(console::bare))
         .routes(routes!(console::script))

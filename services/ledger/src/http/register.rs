@@ -18,6 +18,8 @@ pub(super) struct FindPoint {
     pub(super) building: Option<String>,
     pub(super) basement: Option<String>,
     pub(super) address: Option<String>,
+    /// WGS-84 position (CONTRACT §11).
+    pub(super) location: Option<qingling_shared::point::LocationInput>,
 }
 
 #[utoipa::path(post, path = "/v1/ledger/items", tag = "items", security(("bearer" = [])),
@@ -57,12 +59,14 @@ pub(super) async fn inspection_find(
         building: None,
         basement: None,
         address: None,
+        location: None,
     });
     let (community, building, basement) = (
         point_part(&mut errors, "point.community", point.community),
         point_part(&mut errors, "point.building", point.building),
         point_part(&mut errors, "point.basement", point.basement),
     );
+    let location = checked_location(&s, &district, "point.location", point.location, &mut errors);
     let description = body
         .description
         .unwrap_or_default()
@@ -74,7 +78,10 @@ pub(super) async fn inspection_find(
         return Err(ApiError::invalid(errors));
     }
     let point_id = qingling_shared::point::point_id(&district, &community, &building, &basement);
-    let point_json = json!({"community": community, "building": building, "basement": basement, "address": point.address});
+    let mut point_json = json!({"community": community, "building": building, "basement": basement, "address": point.address});
+    if let Some(l) = location {
+        point_json["location"] = json!(l);
+    }
     let item_id = Uuid::now_v7();
     let now = Utc::now();
     let resolve_by = now
@@ -150,6 +157,11 @@ pub struct ImportRow {
     pub basement: Option<String>,
     pub address: Option<String>,
     pub rooms: Option<i64>,
+    /// WGS-84 position, decimal degrees (both or neither).
+    #[schema(value_type = Option<f64>)]
+    pub lat: Option<Value>,
+    #[schema(value_type = Option<f64>)]
+    pub long: Option<Value>,
     /// The date the old ledger registered it (登记日期), `YYYY-MM-DD`.
     pub registered_on: Option<String>,
 }
@@ -227,6 +239,16 @@ pub(super) async fn import_item(
             None
         }
     };
+    let location = match (row.lat.clone(), row.long.clone()) {
+        (None, None) => None,
+        (lat, long) => checked_location(
+            &s,
+            &district,
+            "lat",
+            Some(qingling_shared::point::LocationInput { lat, long }),
+            &mut errors,
+        ),
+    };
     if row.rooms.is_some_and(|r| !(0..=10_000).contains(&r)) {
         errors.push(FieldError::new("rooms", "must be between 0 and 10000"));
     }
@@ -269,8 +291,14 @@ pub(super) async fn import_item(
         street,
         category: category.clone(),
         point_id,
-        point: json!({"community": community, "building": building, "basement": basement,
-                      "address": row.address, "rooms": row.rooms}),
+        point: {
+            let mut p = json!({"community": community, "building": building, "basement": basement,
+                      "address": row.address, "rooms": row.rooms});
+            if let Some(l) = location {
+                p["location"] = json!(l);
+            }
+            p
+        },
         source: Source::Import,
         complaint_id: None,
         urgency: Urgency::Normal,
@@ -305,6 +333,24 @@ pub(super) async fn import_item(
             .unwrap_or_default(),
         ),
     ))
+}
+
+/// A position, checked against the district's box; an error goes on `field`.
+fn checked_location(
+    s: &AppState,
+    district: &str,
+    field: &str,
+    input: Option<qingling_shared::point::LocationInput>,
+    errors: &mut Vec<FieldError>,
+) -> Option<qingling_shared::point::Location> {
+    let bbox = s.orgs.district(district).and_then(|d| d.bbox);
+    match input?.check(bbox) {
+        Ok(l) => Some(l),
+        Err(m) => {
+            errors.push(FieldError::new(field, m));
+            None
+        }
+    }
 }
 
 /// One part of a point's address (community, building, basement): required, at most 200

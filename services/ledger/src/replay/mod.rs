@@ -44,6 +44,8 @@ pub struct Item {
     /// JSON text.
     pub extension: Option<Box<str>>,
     pub updated_at: DateTime<Utc>,
+    pub rooms_cleared: Option<i32>,
+    pub partition_area_m2: Option<f64>,
 }
 
 /// Where an event stands in the log.
@@ -122,6 +124,8 @@ impl Fold {
                     closure_id: None,
                     extension: None,
                     updated_at: at,
+                    rooms_cleared: None,
+                    partition_area_m2: None,
                 };
                 self.items.insert(r.item_id, Box::new(item));
                 return Ok(());
@@ -162,9 +166,16 @@ impl Fold {
                 i.status = "acknowledged";
                 i.acknowledged_at = Some(at);
             }
-            ItemEvent::ItemClosurePending { closure_id, .. } => {
+            ItemEvent::ItemClosurePending {
+                closure_id,
+                rooms_cleared,
+                partition_area_m2,
+                ..
+            } => {
                 i.status = "closure_pending";
                 i.closure_id = Some(closure_id);
+                i.rooms_cleared = rooms_cleared;
+                i.partition_area_m2 = partition_area_m2;
             }
             ItemEvent::ItemClosureRejected { .. } => {
                 i.status = "acknowledged";
@@ -224,6 +235,15 @@ impl Csv {
             None => self.0.push(','),
         }
     }
+    /// A number, in Rust's shortest round-trip form (PostgreSQL reads back the same value).
+    fn opt_num<T: std::fmt::Display>(&mut self, n: Option<T>) {
+        match n {
+            Some(n) => {
+                let _ = write!(self.0, "{n},");
+            }
+            None => self.0.push(','),
+        }
+    }
     fn uuid(&mut self, u: Uuid) {
         let _ = write!(self.0, "{u},");
     }
@@ -278,12 +298,14 @@ fn item_csv(out: &mut Csv, i: &Item) {
     out.opt_uuid(i.rebound_of);
     out.opt_text(i.extension.as_deref());
     out.time(i.updated_at);
+    out.opt_num(i.rooms_cleared);
+    out.opt_num(i.partition_area_m2);
     out.end();
 }
 
 const ITEMS_COPY: &str = "copy items (item_id, district, street, category, point_id, point, description, source, urgency, status,
     complaint_ids, registered_at, acknowledged_at, respond_by, resolve_by, overdue, written_off_at, write_off_kind,
-    closure_id, rebound_of, extension, updated_at) from stdin (format csv, freeze)";
+    closure_id, rebound_of, extension, updated_at, rooms_cleared, partition_area_m2) from stdin (format csv, freeze)";
 const PAGE: i64 = 5_000;
 /// Bytes of CSV sent per `COPY` data message batch.
 const CHUNK: usize = 4 << 20;
