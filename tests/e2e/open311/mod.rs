@@ -308,7 +308,9 @@ async fn open311_request_is_a_complaint_on_the_ledger_and_closes_with_its_write_
     assert_eq!(
         complaint["point"],
         json!({"community": "园景阁西区", "building": "3", "basement": "B1",
-               "address": "通州区九棵树街道园景阁西区3号楼地下一层"})
+               "address": "通州区九棵树街道园景阁西区3号楼地下一层",
+               "location": {"lat": 39.8994, "long": 116.657}}),
+        "the standard's lat and long are the point's position"
     );
     assert_eq!(
         complaint["caller"],
