@@ -7,6 +7,9 @@
 // Environment: LEDGER_URL, INTAKE_URL, TOKEN_DISTRICT, TOKEN_OPERATOR, CHROMIUM (default
 // /usr/bin/chromium), ARTIFACTS (a directory), MARKER_MAX_MS (default 2000: the longest time from the
 // complaint's 201 to its marker that passes).
+// MAP_STATIC_DIR (optional, for trying page changes without rebuilding the ledger): serve the page's
+// own files (/, /dashboard.js, /map.js, /vendor/leaflet.*) from that directory instead, keeping the
+// server's answer headers (its Content-Security-Policy among them). Unset, the page is the server's.
 // Prints one JSON line at the end: {"point_id", "marker_ms", "screenshots": [...]}.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -44,6 +47,19 @@ function guard(page, label) {
     if (!/ERR_ABORTED/.test(r.failure()?.errorText || '')) errors.push(`${label} request failed: ${r.url()} ${r.failure()?.errorText}`);
   });
 }
+const staticDir = process.env.MAP_STATIC_DIR || '';
+const STATIC_FILES = { '/': 'dashboard.html', '/dashboard.js': 'dashboard.js', '/map.js': 'map.js',
+  '/vendor/leaflet.js': 'vendor/leaflet.js', '/vendor/leaflet.css': 'vendor/leaflet.css' };
+async function serveLocal(context) {
+  if (!staticDir) return;
+  await context.route((u) => u.origin === new URL(ledger).origin && Object.hasOwn(STATIC_FILES, u.pathname), async (route) => {
+    const file = STATIC_FILES[new URL(route.request().url()).pathname];
+    const res = await route.fetch();
+    const headers = { ...res.headers() };
+    delete headers['content-length'];
+    await route.fulfill({ response: res, headers, body: fs.readFileSync(path.join(staticDir, file)) });
+  });
+}
 function check() {
   if (foreign.length) throw new Error(`requests to other origins (the map must work offline): ${foreign.join('; ')}`);
   if (errors.length) throw new Error(errors.join('; '));
@@ -73,6 +89,7 @@ async function openMap(p) {
 try {
   // ---- desktop
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+  await serveLocal(desktop);
   page = await desktop.newPage();
   guard(page, 'desktop');
   await openMap(page);
@@ -139,6 +156,7 @@ try {
   // ---- phone
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
     locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+  await serveLocal(phone);
   const pp = await phone.newPage();
   guard(pp, 'phone');
   page = pp;

@@ -61,7 +61,10 @@ function stopSession() {
   const s = cur; cur = null;
   clearTimeout(s.refreshTimer); clearTimeout(s.watchdog); clearInterval(s.tick);
   if (s.ctrl) s.ctrl.abort();
+  announce('qingling:session', { active: false });
 }
+// The map view (/map.js) listens to these: a session starting or ending, and every summary.
+function announce(name, detail) { document.dispatchEvent(new CustomEvent(name, { detail })); }
 
 function start() {
   stopSession();
@@ -76,6 +79,7 @@ function start() {
   const s = cur = { refreshTimer: null, lastRefresh: 0, refreshing: false, again: false, journal: [], lastPos: 0,
     lastT: -Infinity, summary: null, ctrl: null, watchdog: null, tick: null };
   s.tick = setInterval(() => { if (s === cur) { scheduleRefresh(s); drawChart(s); } }, 60000);
+  announce('qingling:session', { active: true });
   setLive('connecting');
   api(`/v1/ledger/summary?district=${D}`, s).then((j) => { if (s === cur) { render(s, j); scheduleRefresh(s); } })
     .catch((e) => { if (!(e instanceof Stale) && s === cur) setNote('汇总数据暂时无法获取，等待实时推送…'); });
@@ -95,11 +99,12 @@ function authFail(status, s) {
   $('#token-box').open = true;
 }
 
-async function api(path, s) {
-  const r = await fetch(path, { headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, cache: 'no-store' });
+// `soft`: a 403 is this request's refusal only (the map's extras), not the end of the session.
+async function api(path, s, accept, soft) {
+  const r = await fetch(path, { headers: { Authorization: 'Bearer ' + token, Accept: accept || 'application/json' }, cache: 'no-store' });
   if (s !== cur) throw new Stale();
-  if (r.status === 401 || r.status === 403) { authFail(r.status, s); throw new Stale(); }
-  if (!r.ok) throw new Error(`HTTP ${r.status}`);
+  if (r.status === 401 || (r.status === 403 && !soft)) { authFail(r.status, s); throw new Stale(); }
+  if (!r.ok) throw Object.assign(new Error(`HTTP ${r.status}`), { status: r.status });
   const j = await r.json();
   if (s !== cur) throw new Stale();
   return j;
@@ -195,6 +200,7 @@ function render(s, sum) {
   document.title = (zero ? '✓ ' : `(${open}) `) + title;
   renderStreets(streets);
   setNote('');
+  announce('qingling:summary', sum);
 }
 
 const COLS = ['acknowledged', 'closure_pending', 'overdue', 'registered_total', 'written_off_total', 'rebounds'];
@@ -421,6 +427,17 @@ $('#token-clear').addEventListener('click', () => {
   store('del'); token = null; $('#token-input').value = ''; start();
 });
 window.addEventListener('hashchange', () => { if (takeTokenFromHash()) start(); });
+
+// What the map view may use: the current session's authorised GET (the token never leaves this file),
+// street names from the latest summary, and the time format.
+window.qinglingDashboard = Object.freeze({
+  district, districtName,
+  active: () => cur !== null,
+  get: (path, accept) => (cur ? api(path, cur, accept, true) : Promise.reject(new Stale())),
+  isStale: (e) => e instanceof Stale,
+  streetName: (code) => (cur ? streetName(cur, code) : code || '—'),
+  fmt,
+});
 
 if (!takeTokenFromHash()) token = store('get');
 start();

@@ -269,8 +269,8 @@ function address(p) {
 function tooltipFor(m) {
   const p = m.props;
   return el('div', { class: 'map-tip' }, el('strong', null, address(p)), el('br'),
-    `${STATE_WORDS[pointState(p)]} · 在账 ${num(p.open_items)} · 事项 ${num(p.items_total)} · 诉求 ${num(p.complaints_total)}`
-    + (num(p.rebounds) ? ` · 反弹 ${num(p.rebounds)}` : ''));
+    (num(p.open_items) ? `在账 ${num(p.open_items)} 项${p.overdue === true ? '（有超期）' : ''}` : STATE_WORDS[pointState(p)])
+    + ` · 累计 ${num(p.items_total)} 项 · 诉求 ${num(p.complaints_total)} 次` + (num(p.rebounds) ? ` · 反弹 ${num(p.rebounds)} 次` : ''));
 }
 function clearPoints() {
   if (st.points) st.points.clearLayers();
@@ -470,8 +470,9 @@ function renderFile(id, j) {
   const lng = loc && typeof loc.long === 'number' ? loc.long : loc && typeof loc.lng === 'number' ? loc.lng : m ? m.getLatLng().lng : null;
   const items = (Array.isArray(j.items) ? j.items : []).slice()
     .sort((a, b) => (Date.parse(a.registered_at) || 0) - (Date.parse(b.registered_at) || 0));
-  const rooms = items.reduce((s, it) => s + num(it.rooms_cleared), 0);
-  const area = items.reduce((s, it) => s + num(it.partition_area_m2), 0);
+  // The file's own totals when it gives them, else the items' sums.
+  const rooms = typeof p.rooms_cleared === 'number' ? p.rooms_cleared : items.reduce((s, it) => s + num(it.rooms_cleared), 0);
+  const area = typeof p.partition_area_m2 === 'number' ? p.partition_area_m2 : items.reduce((s, it) => s + num(it.partition_area_m2), 0);
   const dl = el('dl', { class: 'pf-facts' });
   fact(dl, '位置', lat != null && lng != null ? `${lat.toFixed(6)}, ${lng.toFixed(6)}（纬度, 经度；WGS-84）` : '无坐标');
   fact(dl, '在账事项', String(num(p.open_items)) + (p.overdue ? '（有超期）' : ''));
