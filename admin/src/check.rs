@@ -96,6 +96,28 @@ pub async fn check() -> anyhow::Result<()> {
         );
         results.push(json!({"check": name, "ok": ok, "violations": violations}));
     }
+    // The verifiable log: the tree rebuilt from the ledger's events equals the stored one and
+    // every signed checkpoint.
+    sqlx::query("set local search_path to ledger")
+        .execute(&mut *tx)
+        .await?;
+    let name = "ledger: the verifiable log agrees with its events and checkpoints";
+    let has_log: bool = sqlx::query_scalar("select to_regclass('log_state') is not null")
+        .fetch_one(&mut *tx)
+        .await?;
+    if has_log {
+        match qingling_shared::tlog::verify_stored(&mut tx).await? {
+            Ok(size) => {
+                eprintln!("ok       {name} ({size} entries)");
+                results.push(json!({"check": name, "ok": true, "violations": 0}));
+            }
+            Err(t) => {
+                failed += 1;
+                eprintln!("MISMATCH {name}: entry {}: {}", t.index, t.what);
+                results.push(json!({"check": name, "ok": false, "violations": 1, "entry": t.index, "detail": t.what}));
+            }
+        }
+    }
     tx.rollback().await?;
     println!(
         "{}",

@@ -3,7 +3,9 @@
 //! - `rebuild`: rebuild projections from the logs (runs `qingling-<service> rebuild`);
 //! - `import`: register the open rows of an existing ledger (CSV or .xlsx) as items;
 //! - `export`: the journal as .xlsx;
-//! - `check`: recompute invariants from the logs and report any mismatch.
+//! - `check`: recompute invariants from the logs and report any mismatch, the verifiable log's
+//!   agreement with its events included;
+//! - `log-key`, `log-export`, `verify`: the verifiable log, checked offline.
 
 use qingling_events::{closure::types::*, intake::types::*, ledger::types::*};
 use std::io::Write;
@@ -17,6 +19,7 @@ use serde_json::{json, Value};
 
 mod check;
 mod import;
+mod verify;
 
 use check::check;
 use import::import;
@@ -27,6 +30,9 @@ const USAGE: &str = "usage:
   qingling-admin import <ledger.csv|ledger.xlsx> [--district tongzhou] [--ledger http://127.0.0.1:8082] [--dev]
   qingling-admin export <journal.xlsx> [--district tongzhou] [--ledger http://127.0.0.1:8082] [--dev]
   qingling-admin check                                          (DATABASE_URL)
+  qingling-admin log-key <key name>                             (signer key to stdout, verifier key to stderr)
+  qingling-admin log-export <entries.jsonl> [--ledger http://127.0.0.1:8082] [--district tongzhou] [--dev]
+  qingling-admin verify <entries.jsonl> --checkpoint <file> --key <verifier key> [--key …] [--old-checkpoint <file>]
 The token secret is QINGLING_JWT_SECRET, or the development secret with --dev or QINGLING_DEV=1.";
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +51,9 @@ fn main() -> anyhow::Result<()> {
         Some("import") => rt.block_on(import(rest)),
         Some("export") => rt.block_on(export(rest)),
         Some("check") => rt.block_on(check()),
+        Some("log-key") => verify::log_key(rest),
+        Some("log-export") => rt.block_on(verify::log_export(rest)),
+        Some("verify") => verify::verify(rest),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);

@@ -13,6 +13,7 @@ mod fuzz;
 mod lifecycle;
 mod live;
 mod load;
+mod log;
 mod main_path;
 mod oidc;
 mod open311;

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod moto;
 pub mod oidc;
 pub mod proxy;
+pub mod rfc6962;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -139,14 +140,30 @@ impl TestEnv {
     /// An environment whose services are not started yet.
     pub fn new(extra: &[(&str, &str)]) -> TestEnv {
         let id = Uuid::now_v7().simple().to_string();
+        // The verifiable log's signing key, its own per environment; checkpoints every 250 ms.
+        let log_key = std::env::temp_dir().join(format!("qingling-test-{id}.logkey"));
+        let (signer, _) = qingling_shared::tlog::generate_key("qingling.test/ledger");
+        std::fs::write(&log_key, signer).unwrap();
+        let mut env_vars = vec![
+            (
+                "QINGLING_LOG_KEY".to_string(),
+                log_key.display().to_string(),
+            ),
+            (
+                "QINGLING_LOG_ORIGIN".to_string(),
+                "qingling.test/ledger".to_string(),
+            ),
+            (
+                "QINGLING_LOG_CHECKPOINT_INTERVAL".to_string(),
+                "250ms".to_string(),
+            ),
+        ];
+        env_vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         TestEnv {
             fixed_addrs: vec![],
             db_name: format!("{}{id}", qingling_shared::db::TEST_DATABASE_PREFIX),
             prefix: format!("{TEST_NATS_PREFIX}{}", &id[id.len() - 16..]),
-            extra_env: extra
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            extra_env: env_vars,
             nats_url: nats_url(),
             services: vec![],
             random_instances: false,

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod export;
 pub mod http;
 pub mod live;
+pub mod log;
 pub mod points;
 pub mod projector;
 pub mod replay;
@@ -41,6 +42,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
             "0006_points",
             include_str!("../../../migrations/ledger/0006_points.sql"),
         ),
+        (
+            "0007_log",
+            include_str!("../../../migrations/ledger/0007_log.sql"),
+        ),
     ],
     listens_to: &["intake", "closure"],
     description: "The dynamic ledger (动态台账): items, 上账, 签收, 销账, dynamic-zero summary, live stream, journal, import.",
@@ -57,7 +62,15 @@ pub async fn run() -> anyhow::Result<()> {
         relay_wake: rt.relay_wake.clone(),
         live: live::Live::new(rt.pool.clone(), Orgs::load()?),
         streams: Default::default(),
+        log: std::sync::Arc::new(log::Log::from_env(rt.config.dev)?),
     };
+    let (pool, the_log) = (rt.pool.clone(), state.log.clone());
+    tokio::spawn(qingling_shared::leader::lead(
+        rt.pool.clone(),
+        "log",
+        rt.stopping(),
+        move |stop| log::run(pool.clone(), the_log.clone(), stop),
+    ));
     tokio::spawn(state.live.clone().run(rt.stopping()));
     let tick = match std::env::var("QINGLING_DEADLINE_TICK") {
         Ok(v) if !v.is_empty() => humantime::parse_duration(&v)

@@ -5,6 +5,7 @@ mod console;
 mod items;
 mod journal;
 mod live;
+mod log;
 mod points;
 mod register;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     /// Live streams open per token.
     pub streams: Arc<live::StreamSlots>,
+    /// The verifiable log's keys and settings.
+    pub log: Arc<crate::log::Log>,
 }
 
 impl FromRef<AppState> for JwtKeys {
@@ -76,6 +79,14 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(live::dashboard))
         .routes(routes!(live::dashboard_js))
         .routes(routes!(journal::entries))
+        .routes(routes!(log::checkpoint))
+        .routes(routes!(log::key))
+        .routes(routes!(log::entries))
+        .routes(routes!(log::inclusion))
+        .routes(routes!(log::consistency))
+        .routes(routes!(log::receipt))
+        .routes(routes!(log::tiles_checkpoint))
+        .routes(routes!(log::tile))
         .routes(routes!(points::list_points))
         .routes(routes!(points::point_file))
         .routes(routes!(points::hotspots))
