@@ -52,8 +52,15 @@ async fn open311_refusals_come_as_the_error_list_and_leave_no_trace() {
     for field in ["attribute[community]", "attribute[street]", "phone"] {
         assert!(d.iter().any(|x| x.starts_with(field)), "{field} in {d:?}");
     }
+    // Without a street, a community nobody knows cannot be routed (CONTRACT §11).
     let (status, xml) = c
-        .post_raw("requests.xml", &with(&[("attribute[street]", None)]))
+        .post_raw(
+            "requests.xml",
+            &with(&[
+                ("attribute[street]", None),
+                ("attribute[community]", Some("无人知晓的小区")),
+            ]),
+        )
         .await;
     assert_xml_errors(status, &parse_xml(&xml).unwrap(), StatusCode::BAD_REQUEST);
     let (status, body) = c

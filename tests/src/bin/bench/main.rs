@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 
 mod measure;
+mod points_log;
 mod rebuild;
 
 use measure::*;
@@ -50,6 +51,7 @@ struct Args {
     concurrency: usize,
     writeoffs: usize,
     rebuild_events: usize,
+    verify_entries: usize,
     /// Instances of every service; clients pick one at random per request.
     instances: usize,
     /// Run against a three-node NATS cluster (started here) with three-replica streams.
@@ -62,6 +64,7 @@ fn args() -> Args {
         concurrency: 32,
         writeoffs: 2_000,
         rebuild_events: 1_000_000,
+        verify_entries: 1_000_000,
         instances: 1,
         nats_cluster: false,
     };
@@ -78,6 +81,7 @@ fn args() -> Args {
             "--concurrency" | "-c" => a.concurrency = num(),
             "--writeoffs" | "-m" => a.writeoffs = num(),
             "--rebuild-events" => a.rebuild_events = num(),
+            "--verify-entries" => a.verify_entries = num(),
             "--instances" => a.instances = num().max(1),
             "--nats-cluster" => a.nats_cluster = true,
             "--smoke" => {
@@ -86,11 +90,12 @@ fn args() -> Args {
                     concurrency: 8,
                     writeoffs: 40,
                     rebuild_events: 20_000,
+                    verify_entries: 2_000,
                     ..a
                 }
             }
             other => {
-                eprintln!("usage: qingling-bench [--complaints N] [--concurrency C] [--writeoffs M] [--rebuild-events E] [--instances K] [--nats-cluster] [--smoke] (unknown {other})");
+                eprintln!("usage: qingling-bench [--complaints N] [--concurrency C] [--writeoffs M] [--rebuild-events E] [--verify-entries V] [--instances K] [--nats-cluster] [--smoke] (unknown {other})");
                 std::process::exit(2);
             }
         }
@@ -419,6 +424,10 @@ async fn main() -> anyhow::Result<()> {
     let retried = retried.load(Ordering::Relaxed);
     eprintln!("  write-off path: {writeoff_rate:.0} items/s ({wrote} items, {retried} requests retried after 503)");
 
+    // 5c. The map's queries and the verifiable log over this run's history.
+    let points = points_log::map_queries(&env, &dist).await?;
+    let log = points_log::log_costs(&env, &env.database_url()).await?;
+
     // 6 (before the rebuild's own process): memory at the end of the load and after it settles.
     // The largest instance of each service.
     let mut peak: HashMap<&str, u64> = HashMap::new();
@@ -473,6 +482,9 @@ async fn main() -> anyhow::Result<()> {
         a.rebuild_events
     );
 
+    // 5d. qingling-admin verify over a generated export.
+    let verify = points_log::verify_export(a.verify_entries).await?;
+
     let mib = |k: u64| (k as f64 / 1024.0 * 10.0).round() / 10.0;
     let report = json!({
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
@@ -486,6 +498,9 @@ async fn main() -> anyhow::Result<()> {
         "writeoff": {"items_per_second": writeoff_rate.round(), "items": wrote, "requests_retried_after_503": retried},
         "rebuild": rebuild,
         "rebuild_of_this_run": run_rebuilds,
+        "map": points,
+        "log": log,
+        "verify_export": verify,
         "memory_mib": {
             "peak": peak.iter().map(|(s, k)| (s.to_string(), json!(mib(*k)))).collect::<serde_json::Map<_, _>>(),
             "after": after.iter().map(|(s, k)| (s.to_string(), json!(mib(*k)))).collect::<serde_json::Map<_, _>>(),

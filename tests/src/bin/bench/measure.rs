@@ -87,12 +87,25 @@ pub(crate) async fn footprint(env: &TestEnv) -> anyhow::Result<(i64, i64, i64, i
 }
 
 pub(crate) fn body(i: usize, tag: &str) -> Value {
-    complaint(
+    let mut c = complaint(
         STREETS[i % STREETS.len()],
         &format!("{tag}小区{}", i / 1000),
         &format!("{}", i % 50 + 1),
         &format!("B{i}"),
-    )
+    );
+    // A position in the district, spread like a city's calls (a few dense blocks, many alone).
+    let x = (i as u64).wrapping_mul(2_654_435_761) % 10_000;
+    let y = (i as u64).wrapping_mul(40_503) % 10_000;
+    let dense = i % 3 == 0;
+    let (lat, long) = match dense {
+        true => (
+            39.90 + (x % 40) as f64 * 1e-4,
+            116.65 + (y % 40) as f64 * 1e-4,
+        ),
+        false => (39.75 + x as f64 * 2e-5, 116.55 + y as f64 * 2.5e-5),
+    };
+    c["point"]["location"] = serde_json::json!({"lat": lat, "long": long});
+    c
 }
 
 /// Raw PostgreSQL single-row INSERT + COMMIT per second at `concurrency`: the machine's limit for
