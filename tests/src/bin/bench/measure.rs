@@ -96,7 +96,7 @@ pub(crate) fn body(i: usize, tag: &str) -> Value {
     // A position in the district, spread like a city's calls (a few dense blocks, many alone).
     let x = (i as u64).wrapping_mul(2_654_435_761) % 10_000;
     let y = (i as u64).wrapping_mul(40_503) % 10_000;
-    let dense = i % 3 == 0;
+    let dense = i.is_multiple_of(3);
     let (lat, long) = match dense {
         true => (
             39.90 + (x % 40) as f64 * 1e-4,
