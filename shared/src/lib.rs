@@ -21,6 +21,7 @@ pub mod relay;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tlog;
 
 pub use auth::{Caller, Claims, JwtKeys, Role};

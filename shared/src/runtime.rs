@@ -77,6 +77,7 @@ impl Runtime {
             )?
             .install_recorder()
             .context("cannot install the metrics recorder")?;
+        crate::telemetry::describe();
         let pool = db::connect(&config.database_url, spec.name, 16).await?;
         db::migrate(&pool, spec.name, spec.migrations).await?;
         let nats = nats::connect(
@@ -151,6 +152,11 @@ impl Runtime {
             handler: Arc::new(handler),
         };
         let consumer_task = tokio::spawn(consumer.run(stop_rx.clone()));
+        tokio::spawn(crate::telemetry::watch_dependencies(
+            self.pool.clone(),
+            self.nats.clone(),
+            stop_rx.clone(),
+        ));
 
         let router = app
             .merge(self.common_routes())

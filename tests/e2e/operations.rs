@@ -153,3 +153,130 @@ async fn metrics_and_json_logs_follow_a_complaint_through_the_services() {
     }
     env.cleanup().await;
 }
+
+fn promtool() -> String {
+    std::env::var("QINGLING_PROMTOOL").unwrap_or_else(|_| "promtool".into())
+}
+
+/// Prometheus's own tools: every service's `/metrics` passes `promtool check metrics` clean, the
+/// shipped alert rules pass `promtool check rules` and their unit tests, and the Grafana
+/// dashboard is valid JSON whose every query names metrics the services export.
+#[tokio::test]
+async fn metrics_alerts_and_dashboard_pass_prometheus_tools() {
+    // A one-second respond limit, so that an item is flagged overdue and every metric is exported.
+    let env = TestEnv::start_with(&[
+        ("QINGLING_RESPOND_WITHIN", "1s"),
+        ("QINGLING_DEADLINE_TICK", "100ms"),
+    ])
+    .await;
+    crate::register(
+        &env,
+        &qingling_tests::complaint("jiukeshu", "指标小区", "1", "B1"),
+    )
+    .await;
+    // The dependency gauges, the ledger's per-street gauges and the overdue flag, within seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut exported = String::new();
+    for svc in ["intake", "ledger", "closure"] {
+        let text = env
+            .http
+            .get(env.url(svc, "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains("# HELP qingling_dependency_up"),
+            "{svc}: {text}"
+        );
+        let mut child = tokio::process::Command::new(promtool())
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool runs (scripts/test installs Debian's prometheus package)");
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{svc}: promtool check metrics: {said}"
+        );
+        exported.push_str(&text);
+    }
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus");
+    for args in [
+        ["check", "rules", "qingling-alerts.yml"],
+        ["test", "rules", "qingling-alerts.test.yml"],
+    ] {
+        let out = tokio::process::Command::new(promtool())
+            .args(args)
+            .current_dir(&rules)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every metric the rules and the dashboard use is one the services export.
+    let names: std::collections::HashSet<&str> = exported
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(rules.join("../grafana/qingling-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 8);
+    let alerts = std::fs::read_to_string(rules.join("qingling-alerts.yml")).unwrap();
+    let mut queries: Vec<String> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    queries.extend(
+        alerts
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("expr: "))
+            .map(String::from),
+    );
+    for q in &queries {
+        for word in q.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if let Some(metric) = word.strip_prefix("qingling_") {
+                let base = format!("qingling_{metric}");
+                let base = base.trim_end_matches("_bucket");
+                assert!(names.contains(base), "{base} (in {q}) is not exported");
+            }
+        }
+    }
+    for title in [
+        "Open items per street",
+        "lag",
+        "Requests per second",
+        "Latency",
+    ] {
+        assert!(
+            panels
+                .iter()
+                .any(|p| p["title"].as_str().unwrap().contains(title)),
+            "a panel for {title}"
+        );
+    }
+    env.cleanup().await;
+}

@@ -73,7 +73,7 @@ impl Live {
                     .map(|(k, tx)| (k.clone(), tx.borrow().is_none()))
                     .collect()
             };
-            metrics::gauge!("qingling_summary_streams").set(self.watchers() as f64);
+            metrics::gauge!("qingling_live_streams").set(self.watchers() as f64);
             if head != last_head {
                 self.export_open_counts().await;
             }
