@@ -133,12 +133,83 @@ pub fn properties(p: &PointRow) -> Value {
 }
 
 /// A point as a GeoJSON Feature (RFC 7946): `[long, lat]`, or a null geometry without a position.
-pub fn feature(p: &PointRow) -> Value {
-    let geometry = match position(p.location.as_ref()) {
-        Some((long, lat)) => json!({"type": "Point", "coordinates": [long, lat]}),
-        None => Value::Null,
-    };
-    json!({"type": "Feature", "id": p.point_id, "geometry": geometry, "properties": properties(p)})
+/// Serialised straight from the row (a district's thousands of points, without a JSON tree).
+#[derive(Serialize)]
+pub struct Feature<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: Uuid,
+    geometry: Option<PointGeometry>,
+    properties: Properties<'a>,
+}
+
+#[derive(Serialize)]
+pub struct PointGeometry {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    coordinates: [f64; 2],
+}
+
+#[derive(Serialize)]
+pub struct Properties<'a> {
+    point_id: Uuid,
+    district: &'a str,
+    street: &'a str,
+    community: Option<&'a Value>,
+    building: Option<&'a Value>,
+    basement: Option<&'a Value>,
+    address: Option<&'a Value>,
+    open_items: i64,
+    items_total: i64,
+    complaints_total: i64,
+    rebounds: i64,
+    overdue: bool,
+    last_registered_at: DateTime<Utc>,
+    rooms_cleared: i64,
+    partition_area_m2: f64,
+}
+
+pub fn feature(p: &PointRow) -> Feature<'_> {
+    Feature {
+        kind: "Feature",
+        id: p.point_id,
+        geometry: position(p.location.as_ref()).map(|(long, lat)| PointGeometry {
+            kind: "Point",
+            coordinates: [long, lat],
+        }),
+        properties: Properties {
+            point_id: p.point_id,
+            district: &p.district,
+            street: &p.street,
+            community: p.point.get("community"),
+            building: p.point.get("building"),
+            basement: p.point.get("basement"),
+            address: p.point.get("address"),
+            open_items: p.open_items,
+            items_total: p.items_total,
+            complaints_total: p.complaints_total,
+            rebounds: p.rebounds,
+            overdue: p.overdue,
+            last_registered_at: p.last_registered_at,
+            rooms_cleared: p.rooms_cleared,
+            partition_area_m2: p.partition_area_m2,
+        },
+    }
+}
+
+/// A FeatureCollection of points.
+#[derive(Serialize)]
+pub struct Features<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    features: Vec<Feature<'a>>,
+}
+
+pub fn collection(rows: &[PointRow]) -> Features<'_> {
+    Features {
+        kind: "FeatureCollection",
+        features: rows.iter().map(feature).collect(),
+    }
 }
 
 /// What a hot-spot cell counts.

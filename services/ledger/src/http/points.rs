@@ -77,10 +77,9 @@ pub(super) async fn list_points(
         },
     )
     .await?;
-    Ok(geo_json(json!({
-        "type": "FeatureCollection",
-        "features": rows.iter().map(points::feature).collect::<Vec<_>>(),
-    })))
+    let body = serde_json::to_vec(&points::collection(&rows))
+        .map_err(|e| anyhow::anyhow!("points do not serialise: {e}"))?;
+    Ok(([(header::CONTENT_TYPE, GEO_JSON)], body).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/ledger/points/{point_id}", tag = "points", security(("bearer" = [])),

@@ -424,10 +424,6 @@ async fn main() -> anyhow::Result<()> {
     let retried = retried.load(Ordering::Relaxed);
     eprintln!("  write-off path: {writeoff_rate:.0} items/s ({wrote} items, {retried} requests retried after 503)");
 
-    // 5c. The map's queries and the verifiable log over this run's history.
-    let points = points_log::map_queries(&env, &dist).await?;
-    let log = points_log::log_costs(&env, &env.database_url()).await?;
-
     // 6 (before the rebuild's own process): memory at the end of the load and after it settles.
     // The largest instance of each service.
     let mut peak: HashMap<&str, u64> = HashMap::new();
@@ -441,6 +437,18 @@ async fn main() -> anyhow::Result<()> {
         let e = after.entry(s).or_default();
         *e = (*e).max(rss_kib(*p, "VmRSS:"));
     }
+
+    // 5c. The map's queries and the verifiable log over this run's history (after the memory
+    // figures above, which are the load's; the ledger's memory after these queries is apart).
+    let points = points_log::map_queries(&env, &dist).await?;
+    let log = points_log::log_costs(&env, &env.database_url()).await?;
+    let ledger_after_map = pids
+        .iter()
+        .filter(|(s, _)| *s == "ledger")
+        .map(|(_, p)| rss_kib(*p, "VmRSS:"))
+        .max()
+        .unwrap_or(0);
+    eprintln!("  ledger RSS after the map's queries: {:.1} MiB", ledger_after_map as f64 / 1024.0);
 
     // 5a. Every service's projections rebuilt from the history this run wrote: its own log and the
     // foreign events it applied. The services stop first (a rebuild holds their tables).
@@ -499,6 +507,7 @@ async fn main() -> anyhow::Result<()> {
         "rebuild": rebuild,
         "rebuild_of_this_run": run_rebuilds,
         "map": points,
+        "ledger_rss_mib_after_map_queries": (ledger_after_map as f64 / 1024.0 * 10.0).round() / 10.0,
         "log": log,
         "verify_export": verify,
         "memory_mib": {
