@@ -523,3 +523,26 @@ async fn tampering_with_the_event_rows_is_caught_at_start_and_by_check() {
         tamper_and_restart(kind).await;
     }
 }
+
+/// With a second key configured (the audit office's), every checkpoint carries both signatures.
+#[tokio::test]
+async fn a_co_signer_signs_every_checkpoint_too() {
+    let (audit, audit_verifier) = tlog::generate_key("audit.tongzhou");
+    let path = std::env::temp_dir().join(format!("qingling-audit-{}.key", uuid::Uuid::now_v7()));
+    std::fs::write(&path, audit).unwrap();
+    let env = TestEnv::start_with(&[("QINGLING_LOG_COSIGNER_KEY", path.to_str().unwrap())]).await;
+    register(&env, &complaint("jiukeshu", "会签小区", "1", "B1")).await;
+    let (note, size, _) = checkpoint_of_all(&env).await;
+    let keys = keys(&env).await;
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[1], audit_verifier);
+    assert_eq!(note.matches("\n— ").count(), 2, "{note}");
+    assert!(note.contains("\n— audit.tongzhou "));
+    // Each key alone verifies its own line; together they verify the note.
+    let (_, s, _) = tlog::verify_checkpoint(&note, &[&keys[0], &keys[1]]).unwrap();
+    assert_eq!(s, size);
+    let (_, s, _) = tlog::verify_checkpoint(&note, &[&audit_verifier]).unwrap();
+    assert_eq!(s, size);
+    std::fs::remove_file(&path).ok();
+    env.cleanup().await;
+}
