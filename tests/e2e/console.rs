@@ -343,45 +343,25 @@ async fn the_console_is_served_and_intake_and_closure_allow_it_by_cors() {
 /// the district is back at dynamic zero. The photos the reviewer saw are the ones uploaded.
 #[tokio::test]
 async fn the_whole_path_in_the_console_in_chromium() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        root.join("browser/node_modules/playwright-core").exists()
-            && std::path::Path::new(&chromium).exists(),
-        "the browser test needs Chromium and playwright-core: run `bash scripts/test`, which installs them"
-    );
+    use qingling_tests::browser;
     let env = TestEnv::start_for_console(&[]).await;
-    let artifacts = root.parent().unwrap().join("target/artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
     let photos = [
-        root.join("fixtures/basement-after-1.jpg"),
-        root.join("fixtures/basement-after-2.png"),
+        browser::fixture("basement-after-1.jpg"),
+        browser::fixture("basement-after-2.png"),
     ];
-    let out = tokio::process::Command::new("node")
-        .arg(root.join("browser/console.mjs"))
-        .env("LEDGER_URL", &env.svc("ledger").url)
-        .env("TOKEN_OPERATOR", env.token(Role::Operator, "tongzhou"))
-        .env("TOKEN_STREET", env.token(Role::Street, "jiukeshu"))
-        .env("TOKEN_REVIEWER", env.token(Role::Reviewer, "tongzhou"))
-        .env("TOKEN_DISTRICT", env.token(Role::District, "tongzhou"))
-        .env("CHROMIUM", &chromium)
-        .env("ARTIFACTS", &artifacts)
-        .env("PHOTO1", &photos[0])
-        .env("PHOTO2", &photos[1])
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("the script prints its result: {stdout}"));
+    let result = browser::run(
+        "console.mjs",
+        &[
+            ("LEDGER_URL", env.svc("ledger").url.clone()),
+            ("TOKEN_OPERATOR", env.token(Role::Operator, "tongzhou")),
+            ("TOKEN_STREET", env.token(Role::Street, "jiukeshu")),
+            ("TOKEN_REVIEWER", env.token(Role::Reviewer, "tongzhou")),
+            ("TOKEN_DISTRICT", env.token(Role::District, "tongzhou")),
+            ("PHOTO1", photos[0].clone()),
+            ("PHOTO2", photos[1].clone()),
+        ],
+    )
+    .await;
 
     // The photos the street chose are the ones kept, and the ones the reviewer saw.
     let mut chosen: Vec<String> = photos

@@ -392,13 +392,6 @@ async fn key_rotation_is_picked_up_and_a_provider_outage_goes_unnoticed() {
 /// session expires while the write-off form is being filled, sign in again without losing it.
 #[tokio::test]
 async fn a_street_user_signs_in_at_the_provider_and_works_a_case_in_chromium() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        root.join("browser/node_modules/playwright-core").exists()
-            && std::path::Path::new(&chromium).exists(),
-        "the browser test needs Chromium and playwright-core: run `bash scripts/test`, which installs them"
-    );
     let mut env = TestEnv::for_console(&[]);
     let console = format!("{}/console/", env.fixed_url("ledger"));
     const TTL: &str = "20";
@@ -414,31 +407,20 @@ async fn a_street_user_signs_in_at_the_provider_and_works_a_case_in_chromium() {
     // The call comes in through a machine (the hotline's system) with a shared-secret token.
     let (_, item) = crate::register(&env, &complaint("jiukeshu", "统一认证小区", "2", "B1")).await;
 
-    let artifacts = root.parent().unwrap().join("target/artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let out = tokio::process::Command::new("node")
-        .arg(root.join("browser/console-oidc.mjs"))
-        .env("LEDGER_URL", &env.svc("ledger").url)
-        .env("OIDC_ISSUER", &p.issuer)
-        .env("CHROMIUM", &chromium)
-        .env("ARTIFACTS", &artifacts)
-        .env("PHOTO1", root.join("fixtures/basement-after-1.jpg"))
-        .env("ITEM_ID", &item)
-        .env("TOKEN_TTL", TTL)
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("the script prints its result: {stdout}"));
+    let result = qingling_tests::browser::run(
+        "console-oidc.mjs",
+        &[
+            ("LEDGER_URL", env.svc("ledger").url.clone()),
+            ("OIDC_ISSUER", p.issuer.clone()),
+            (
+                "PHOTO1",
+                qingling_tests::browser::fixture("basement-after-1.jpg"),
+            ),
+            ("ITEM_ID", item.clone()),
+            ("TOKEN_TTL", TTL.to_string()),
+        ],
+    )
+    .await;
     assert!(
         result["signed_in_as"].as_str().unwrap().contains("李明"),
         "{result}"

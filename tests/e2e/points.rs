@@ -440,38 +440,19 @@ async fn calls_route_themselves_by_point_and_community_and_learn_from_returns() 
 /// point registered while it is open appears within a second; its file opens on a click.
 #[tokio::test]
 async fn the_map_shows_a_new_point_within_a_second_in_chromium_offline() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        root.join("browser/node_modules/playwright-core").exists()
-            && std::path::Path::new(&chromium).exists(),
-        "the browser test needs Chromium and playwright-core: run `bash scripts/test`, which installs them"
-    );
+    use qingling_tests::browser;
     let env = TestEnv::start().await;
-    let artifacts = root.parent().unwrap().join("target/artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let out = tokio::process::Command::new("node")
-        .arg(root.join("browser/map.mjs"))
-        .env("LEDGER_URL", &env.svc("ledger").url)
-        .env("INTAKE_URL", &env.svc("intake").url)
-        .env("TOKEN_DISTRICT", env.token(Role::District, "tongzhou"))
-        .env("TOKEN_OPERATOR", env.token(Role::Operator, "tongzhou"))
-        .env("CHROMIUM", &chromium)
-        .env("ARTIFACTS", &artifacts)
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("the script prints its result: {stdout}"));
+    let result = browser::run(
+        "map.mjs",
+        &[
+            ("LEDGER_URL", env.svc("ledger").url.clone()),
+            ("INTAKE_URL", env.svc("intake").url.clone()),
+            ("TOKEN_DISTRICT", env.token(Role::District, "tongzhou")),
+            ("TOKEN_OPERATOR", env.token(Role::Operator, "tongzhou")),
+        ],
+    )
+    .await;
+    let artifacts = browser::artifacts();
     let ms = result["marker_ms"].as_f64().unwrap();
     assert!(ms < 2000.0, "the point took {ms} ms to appear");
     let point = result["point_id"].as_str().unwrap();

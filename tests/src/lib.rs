@@ -1,6 +1,7 @@
 //! Test harness: starts the real service binaries against a fresh database and a fresh NATS
 //! subject prefix, so tests run in parallel without touching each other.
 
+pub mod browser;
 pub mod cluster;
 pub mod moto;
 pub mod oidc;
