@@ -448,7 +448,10 @@ async fn main() -> anyhow::Result<()> {
         .map(|(_, p)| rss_kib(*p, "VmRSS:"))
         .max()
         .unwrap_or(0);
-    eprintln!("  ledger RSS after the map's queries: {:.1} MiB", ledger_after_map as f64 / 1024.0);
+    eprintln!(
+        "  ledger RSS after the map's queries: {:.1} MiB",
+        ledger_after_map as f64 / 1024.0
+    );
 
     // 5a. Every service's projections rebuilt from the history this run wrote: its own log and the
     // foreign events it applied. The services stop first (a rebuild holds their tables).
