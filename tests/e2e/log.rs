@@ -18,6 +18,15 @@ fn h(s: &str) -> rfc6962::Hash {
     BASE64_STANDARD.decode(s).unwrap().try_into().unwrap()
 }
 
+/// A proof's hashes, as the API gives them (base64).
+fn hashes(list: &Value) -> Vec<rfc6962::Hash> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| h(x.as_str().unwrap()))
+        .collect()
+}
+
 async fn text(env: &TestEnv, path: &str) -> (StatusCode, String) {
     let r = env.http.get(env.url("ledger", path)).send().await.unwrap();
     (r.status(), r.text().await.unwrap())
@@ -135,12 +144,7 @@ async fn every_entry_is_provable_and_checkpoints_grow_consistently() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{p}");
-        let proof: Vec<rfc6962::Hash> = p["hashes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| h(x.as_str().unwrap()))
-            .collect();
+        let proof: Vec<rfc6962::Hash> = hashes(&p["hashes"]);
         assert_eq!(h(p["root"].as_str().unwrap()), root2);
         let leaf = leaves[index as usize];
         assert!(
@@ -195,12 +199,7 @@ async fn every_entry_is_provable_and_checkpoints_grow_consistently() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{p}");
-        let proof: Vec<rfc6962::Hash> = p["hashes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| h(x.as_str().unwrap()))
-            .collect();
+        let proof: Vec<rfc6962::Hash> = hashes(&p["hashes"]);
         assert!(
             rfc6962::verify_consistency(a, b, &ra, &rb, &proof),
             "{a} → {b}"
@@ -270,12 +269,7 @@ async fn every_entry_is_provable_and_checkpoints_grow_consistently() {
         .collect();
     assert_eq!(kinds, ["item_registered", "item_written_off"]);
     for e in receipt["entries"].as_array().unwrap() {
-        let proof: Vec<rfc6962::Hash> = e["inclusion"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| h(x.as_str().unwrap()))
-            .collect();
+        let proof: Vec<rfc6962::Hash> = hashes(&e["inclusion"]);
         let leaf = rfc6962::leaf(&tlog::canonical_value(&e["event"]));
         assert!(rfc6962::verify_inclusion(
             e["index"].as_u64().unwrap(),
@@ -287,7 +281,6 @@ async fn every_entry_is_provable_and_checkpoints_grow_consistently() {
     }
 
     // The same log as C2SP tlog-tiles: the level-0 tile holds the leaves, the entry bundle the bytes.
-    let (size, _) = (size2, ());
     let (status, note) = text(&env, "/tlog/checkpoint").await;
     assert_eq!(status, StatusCode::OK);
     let (_, tsize, _) =
@@ -332,7 +325,6 @@ async fn every_entry_is_provable_and_checkpoints_grow_consistently() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "beyond the checkpoint");
-    let _ = size;
 
     // A rebuild never re-signs history.
     let signed: i64 = sqlx::query_scalar("select count(*) from log_checkpoints")
