@@ -18,6 +18,7 @@ pub mod orgs;
 pub mod point;
 pub mod rebuild;
 pub mod relay;
+pub mod replay;
 pub mod runtime;
 pub mod server;
 pub mod store;

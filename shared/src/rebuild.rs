@@ -36,15 +36,16 @@ pub trait Projector: Send + Sync {
         }
     }
 
-    /// Replays the whole own log at once, much faster than event by event, where the service has
-    /// such a replay (`None` where not). Used only when the own log alone determines the
-    /// projections; must leave them exactly as [`Projector::project_own`] would.
+    /// Replays the whole log — the own events and, for a service that applies foreign ones, its
+    /// inbox, in apply order — at once, much faster than event by event, where the service has
+    /// such a replay (`None` where not): (own, foreign) events. Must leave the projections exactly
+    /// as [`Projector::project_own`] and the service's [`Apply`] would.
     fn replay_all(
         &self,
         _pool: &PgPool,
         _conn: &mut PgConnection,
         _progress: &mut (dyn FnMut(u64) + Send),
-    ) -> impl Future<Output = anyhow::Result<Option<u64>>> + Send {
+    ) -> impl Future<Output = anyhow::Result<Option<(u64, u64)>>> + Send {
         async { Ok(None) }
     }
 }
@@ -87,12 +88,13 @@ pub async fn rebuild<P: Projector, A: Apply>(
         .await?;
     let mut stats = Stats::default();
     let mut after = -1i64;
-    if foreign.is_none() {
+    // `QINGLING_REBUILD_EVENTWISE=1`: event by event, as live (to compare the two).
+    if std::env::var("QINGLING_REBUILD_EVENTWISE").as_deref() != Ok("1") {
         let total = total as u64;
         let mut report = |done| progress(done, total);
-        if let Some(n) = projector.replay_all(pool, &mut tx, &mut report).await? {
-            stats.own = n;
-            // Skip the per-event replay below (the inbox is not replayed without `foreign`).
+        if let Some((own, foreign)) = projector.replay_all(pool, &mut tx, &mut report).await? {
+            stats.own = own;
+            stats.foreign = foreign;
             after = i64::MAX;
         }
     }
@@ -104,7 +106,7 @@ pub async fn rebuild<P: Projector, A: Apply>(
             .execute(&mut *tx)
             .await?;
     }
-    loop {
+    while after < i64::MAX {
         let rows = sqlx::query(
             "select apply_seq, true as own, position, event_id, stream, version, event_type, occurred_at, actor, actor_name,
                     correlation_id, causation_id, data, null::jsonb as envelope
@@ -256,9 +258,18 @@ pub async fn command<P: Projector, A: Apply>(
         }
     };
     let per_sec = (stats.own + stats.foreign) as f64 / stats.seconds.max(1e-9);
+    // The process's peak resident memory (the fold holds the projections' rows).
+    let peak_kib: Option<u64> = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        });
     println!(
         "{}",
-        serde_json::json!({"service": service, "own_events": stats.own, "foreign_events": stats.foreign, "seconds": stats.seconds, "events_per_second": per_sec})
+        serde_json::json!({"service": service, "own_events": stats.own, "foreign_events": stats.foreign, "seconds": stats.seconds,
+                           "events_per_second": per_sec, "peak_rss_mib": peak_kib.map(|k| (k as f64 / 102.4).round() / 10.0)})
     );
     Ok(())
 }

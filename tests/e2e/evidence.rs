@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{acknowledge, register, request_closure};
 
-fn jpeg(n: u8, len: usize) -> Vec<u8> {
+pub(crate) fn jpeg(n: u8, len: usize) -> Vec<u8> {
     let mut b = vec![0xFF, 0xD8, 0xFF, 0xE0];
     b.extend(std::iter::repeat_n(n, len.saturating_sub(6)));
     b.extend([0xFF, 0xD9]);
@@ -46,7 +46,7 @@ fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn upload(
+pub(crate) async fn upload(
     env: &TestEnv,
     token: Option<&str>,
     parts: &[(&str, Option<&str>, &[u8])],

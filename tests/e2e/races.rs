@@ -280,7 +280,7 @@ async fn a_burst_of_registrations_is_written_together_and_each_counted_once() {
     assert_eq!(
         count(
             &mut db,
-            "select count(*) from complaint_history where event_type like 'complaint_%'"
+            "select count(*) from events where stream like 'complaint-%'"
         )
         .await,
         50

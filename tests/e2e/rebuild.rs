@@ -25,7 +25,7 @@ const PROJECTIONS: [(&str, &[&str]); 3] = [
         "ledger",
         &["items", "journal", "zero_marks", "street_tallies"],
     ),
-    ("closure", &["closures", "items"]),
+    ("closure", &["closures", "items", "evidence"]),
 ];
 
 pub async fn snapshot(env: &TestEnv) -> Value {
@@ -47,11 +47,20 @@ pub async fn snapshot(env: &TestEnv) -> Value {
 
 /// `qingling-<service> rebuild` for the three services; their figures.
 pub async fn rebuild_all(env: &TestEnv) -> Vec<Value> {
+    rebuild_all_with(env, false).await
+}
+
+/// [`rebuild_all`], by the services' whole-log replays or (`eventwise`) event by event as live.
+pub async fn rebuild_all_with(env: &TestEnv, eventwise: bool) -> Vec<Value> {
     let mut all = vec![];
     for svc in ["intake", "ledger", "closure"] {
         let out = tokio::process::Command::new(bin_dir().join(format!("qingling-{svc}")))
             .arg("rebuild")
             .env("DATABASE_URL", env.database_url())
+            .env(
+                "QINGLING_REBUILD_EVENTWISE",
+                if eventwise { "1" } else { "0" },
+            )
             .env("RUST_LOG", "warn")
             .output()
             .await
@@ -201,6 +210,43 @@ async fn rebuilt_projections_equal_the_live_ones_and_processing_continues() {
     .await;
     request_closure(&env, "luyuan", &rectified(&i7)).await;
     item_status(&env, &i7, "closure_pending").await;
+    // A call routed by its point, returned as not the street's area: its point forgets the street.
+    let (routed, _) = register(&env, &complaint("yongshun", "路由小区", "1", "B1")).await;
+    let _ = routed;
+    let mut call = complaint("", "路由小区", "1", "B1");
+    call.as_object_mut().unwrap().remove("street");
+    let (status, v) = env.post("intake", "/v1/complaints", &op, &call).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["routed_by"], "point", "{v}");
+    let wrong = v["complaint_id"].as_str().unwrap().to_string();
+    complaint_status(&env, &wrong, "registered", WAIT).await;
+    let (status, v) = env
+        .post(
+            "intake",
+            &format!("/v1/complaints/{wrong}/return"),
+            &env.token(Role::Street, "yongshun"),
+            &json!({"reason": "不属于本辖区", "reason_code": "not_our_area"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    // A photo kept as evidence, and a caller's number revealed to the street.
+    let photo = crate::evidence::jpeg(7, 2048);
+    let (status, v) = crate::evidence::upload(
+        &env,
+        Some(&env.token(Role::Street, "luyuan")),
+        &[("file", Some("after.jpg"), &photo)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let r = env
+        .http
+        .post(env.url("intake", &format!("/v1/complaints/{c3}/caller")))
+        .bearer_auth(env.token(Role::Street, "yongshun"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     complaint_status(&env, &c3, "registered", WAIT).await;
     // Every unacknowledged item passes its 1 s limit and is flagged before the snapshot.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -223,12 +269,35 @@ async fn rebuilt_projections_equal_the_live_ones_and_processing_continues() {
         items.iter().any(|i| i["overdue"] == json!(["respond"])),
         "an item flagged overdue"
     );
-    for stats in rebuild_all(&env).await {
-        assert!(stats["own_events"].as_u64().unwrap() > 0, "{stats}");
+    for key in [
+        "intake.caller_reveals",
+        "closure.evidence",
+        "intake.complaint_history",
+    ] {
+        assert!(
+            !live[key].as_array().unwrap().is_empty(),
+            "{key} has rows to compare"
+        );
     }
-    let rebuilt = snapshot(&env).await;
-    for (key, rows) in live.as_object().unwrap() {
-        assert_eq!(&rebuilt[key], rows, "{key} differs after the rebuild");
+    let dispatches = live["intake.dispatches"].as_array().unwrap();
+    assert!(
+        dispatches.iter().any(|d| d["returned"] == true
+            && d["reason_code"] == "not_our_area"
+            && d["routed_by"] == "point"),
+        "a routed call returned: {dispatches:?}"
+    );
+    // Event by event (as live), then by the whole-log replays: both leave what live left.
+    for eventwise in [true, false] {
+        for stats in rebuild_all_with(&env, eventwise).await {
+            assert!(stats["own_events"].as_u64().unwrap() > 0, "{stats}");
+        }
+        let rebuilt = snapshot(&env).await;
+        for (key, rows) in live.as_object().unwrap() {
+            assert_eq!(
+                &rebuilt[key], rows,
+                "{key} differs after the rebuild (eventwise: {eventwise})"
+            );
+        }
     }
 
     // Live processing goes on.

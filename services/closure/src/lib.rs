@@ -5,6 +5,7 @@ pub mod consumer;
 pub mod domain;
 pub mod http;
 pub mod projector;
+pub mod replay;
 pub mod store;
 
 use qingling_shared::runtime::{Runtime, ServiceSpec};

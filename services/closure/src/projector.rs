@@ -23,6 +23,15 @@ impl qingling_shared::rebuild::Projector for Projector {
     async fn project_own(&self, c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {
         project(c, ev).await
     }
+
+    async fn replay_all(
+        &self,
+        pool: &sqlx::PgPool,
+        c: &mut PgConnection,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> anyhow::Result<Option<(u64, u64)>> {
+        Ok(Some(crate::replay::replay(pool, c, progress).await?))
+    }
 }
 
 pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> {

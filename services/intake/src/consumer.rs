@@ -327,20 +327,27 @@ mod tests {
             .await
             .unwrap();
         for (n, id) in ids.iter().enumerate() {
-            let (status, item, history): (String, Option<Uuid>, i64) = sqlx::query_as(
-                "select status, item_id, (select count(*) from complaint_history h where h.complaint_id = c.complaint_id)
-                 from complaints c where complaint_id = $1",
-            )
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
+            let (status, item): (String, Option<Uuid>) =
+                sqlx::query_as("select status, item_id from complaints where complaint_id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+
             let expected = match n {
                 1 => ("returned".to_string(), None),
                 _ => ("registered".to_string(), Some(items[n])),
             };
             assert_eq!((status, item), expected, "complaint {n}");
-            assert_eq!(history, 3, "received, dispatched, registered");
+            let ledger_events: i64 = sqlx::query_scalar(
+                "select count(*) from complaint_history where complaint_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+            // item_registered; the complaint's own events are read from the log.
+            assert_eq!(ledger_events, 1, "complaint {n}");
         }
     }
 }

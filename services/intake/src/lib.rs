@@ -9,6 +9,7 @@ pub mod open311;
 pub mod projector;
 pub mod register;
 pub mod registrar;
+pub mod replay;
 pub mod store;
 
 use qingling_shared::runtime::{Runtime, ServiceSpec};
@@ -38,6 +39,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
         (
             "0006_routing",
             include_str!("../../../migrations/intake/0006_routing.sql"),
+        ),
+        (
+            "0007_history_from_the_log",
+            include_str!("../../../migrations/intake/0007_history_from_the_log.sql"),
         ),
     ],
     listens_to: &["ledger"],

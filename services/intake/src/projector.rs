@@ -31,6 +31,15 @@ impl qingling_shared::rebuild::Projector for Projector {
         project(c, ev).await
     }
 
+    async fn replay_all(
+        &self,
+        pool: &sqlx::PgPool,
+        c: &mut PgConnection,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> anyhow::Result<Option<(u64, u64)>> {
+        Ok(Some(crate::replay::replay(pool, c, progress).await?))
+    }
+
     /// New complaints (received then dispatched, versions 1 and 2 of their stream) together, the
     /// rest one by one, in order.
     async fn project_own_all(
@@ -92,12 +101,6 @@ pub async fn project_registrations(
         .map(|((_, d, _), evs)| (evs[1].event_id, d))
         .collect();
     store::routing::record_dispatches(c, &dispatches).await?;
-    let history: Vec<_> = parsed
-        .iter()
-        .zip(regs)
-        .flat_map(|((r, ..), events)| events.iter().map(|e| (r.complaint_id, e)))
-        .collect();
-    store::insert_histories(c, &history).await?;
     // The shared counters last (in key order): their rows stay locked only until the commit.
     let mut counts: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     for (r, d, _) in &parsed {
@@ -118,7 +121,7 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
         .stream_id()
         .ok_or_else(|| anyhow::anyhow!("{} is not a complaint stream", ev.stream))?;
     let at = ev.occurred_at;
-    // A type of a newer release (in a mixed deployment) is kept in the history only.
+    // A type of a newer release (in a mixed deployment) changes nothing (the history is the log's).
     match ComplaintEvent::from_envelope(ev)? {
         None => {}
         Some(ComplaintEvent::ComplaintReceived(r)) => {
@@ -158,6 +161,5 @@ pub async fn project(c: &mut PgConnection, ev: &Envelope) -> anyhow::Result<()> 
             store::update_metrics(c, id, None, |m| m.satisfaction = Some(satisfaction)).await?;
         }
     }
-    store::insert_history(c, id, ev).await?;
     Ok(())
 }

@@ -25,7 +25,7 @@ impl qingling_shared::rebuild::Projector for Projector {
         pool: &sqlx::PgPool,
         c: &mut PgConnection,
         progress: &mut (dyn FnMut(u64) + Send),
-    ) -> anyhow::Result<Option<u64>> {
-        Ok(Some(crate::replay::replay(pool, c, progress).await?))
+    ) -> anyhow::Result<Option<(u64, u64)>> {
+        Ok(Some((crate::replay::replay(pool, c, progress).await?, 0)))
     }
 }

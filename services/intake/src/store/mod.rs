@@ -173,22 +173,25 @@ pub async fn add_received(
     Ok(())
 }
 
-/// Several complaints' history entries at once.
+/// The ledger's events in several complaints' histories at once (the events themselves are in the
+/// inbox; intake's own are read from its log).
 pub async fn insert_histories(
     c: &mut PgConnection,
     entries: &[(Uuid, &Envelope)],
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "insert into complaint_history (complaint_id, event_id, event_type, at, actor, data)
-         select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::jsonb[])
+        "insert into complaint_history (complaint_id, event_id, at)
+         select * from unnest($1::uuid[], $2::uuid[], $3::timestamptz[])
          on conflict do nothing",
     )
     .bind(entries.iter().map(|(id, _)| *id).collect::<Vec<_>>())
     .bind(entries.iter().map(|(_, e)| e.event_id).collect::<Vec<_>>())
-    .bind(entries.iter().map(|(_, e)| e.event_type.clone()).collect::<Vec<_>>())
-    .bind(entries.iter().map(|(_, e)| e.occurred_at).collect::<Vec<_>>())
-    .bind(entries.iter().map(|(_, e)| e.actor.clone()).collect::<Vec<_>>())
-    .bind(entries.iter().map(|(_, e)| e.data.clone()).collect::<Vec<_>>())
+    .bind(
+        entries
+            .iter()
+            .map(|(_, e)| e.occurred_at)
+            .collect::<Vec<_>>(),
+    )
     .execute(c)
     .await?;
     Ok(())
@@ -244,15 +247,11 @@ pub async fn insert_history(
     ev: &Envelope,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "insert into complaint_history (complaint_id, event_id, event_type, at, actor, data) values ($1, $2, $3, $4, $5, $6)
-         on conflict do nothing",
+        "insert into complaint_history (complaint_id, event_id, at) values ($1, $2, $3) on conflict do nothing",
     )
     .bind(complaint_id)
     .bind(ev.event_id)
-    .bind(&ev.event_type)
     .bind(ev.occurred_at)
-    .bind(&ev.actor)
-    .bind(&ev.data)
     .execute(c)
     .await?;
     Ok(())
@@ -271,11 +270,20 @@ pub async fn get_complaint(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Optio
     .await
 }
 
+/// 一案一档: the complaint's own stream in the log and the ledger's events about it, in time order.
 pub async fn history(c: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<HistoryRow>> {
-    sqlx::query_as("select event_type, at, actor, data from complaint_history where complaint_id = $1 order by at, event_id")
-        .bind(id)
-        .fetch_all(c)
-        .await
+    sqlx::query_as(
+        "select event_type, at, actor, data from (
+            select event_type, occurred_at as at, actor, data, event_id from events where stream = $2
+            union all
+            select i.envelope->>'event_type', h.at, i.envelope->>'actor', i.envelope->'data', h.event_id
+            from complaint_history h join inbox i using (event_id) where h.complaint_id = $1
+         ) h order by at, event_id",
+    )
+    .bind(id)
+    .bind(qingling_events::intake::stream(id))
+    .fetch_all(c)
+    .await
 }
 
 /// The complaints an item carries, with their status, locked for update.

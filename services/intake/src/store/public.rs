@@ -42,8 +42,9 @@ pub async fn public_complaints(
     sqlx::query_as(
         "select c.complaint_id, c.district, c.street, c.category, c.point_id, c.point, c.description,
                 c.received_at, c.resolve_by, c.status, c.acknowledged_at,
-                greatest(c.updated_at, (select max(h.at) from complaint_history h
-                                         where h.complaint_id = c.complaint_id)) as updated_at
+                greatest(c.updated_at,
+                         (select max(h.at) from complaint_history h where h.complaint_id = c.complaint_id),
+                         (select max(e.occurred_at) from events e where e.stream = 'complaint-' || c.complaint_id)) as updated_at
          from complaints c
          where ($1::uuid[] is null or c.complaint_id = any($1))
            and ($2::text is null or c.district = $2)

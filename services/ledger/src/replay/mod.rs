@@ -4,12 +4,12 @@
 //! rebuild test compares the two after a live run.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use qingling_shared::rebuild;
+use qingling_shared::replay::Csv;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -213,66 +213,6 @@ fn extension(status: &str, until: DateTime<Utc>, reason: &str) -> Box<str> {
     serde_json::json!({"status": status, "until": until, "reason": reason})
         .to_string()
         .into()
-}
-
-/// CSV for `COPY … (format csv)`: every value quoted, so only an unquoted empty field is null.
-struct Csv(String);
-
-impl Csv {
-    fn text(&mut self, s: &str) {
-        self.0.push('"');
-        for (n, part) in s.split('"').enumerate() {
-            if n > 0 {
-                self.0.push_str("\"\"");
-            }
-            self.0.push_str(part);
-        }
-        self.0.push_str("\",");
-    }
-    fn opt_text(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => self.text(s),
-            None => self.0.push(','),
-        }
-    }
-    /// A number, in Rust's shortest round-trip form (PostgreSQL reads back the same value).
-    fn opt_num<T: std::fmt::Display>(&mut self, n: Option<T>) {
-        match n {
-            Some(n) => {
-                let _ = write!(self.0, "{n},");
-            }
-            None => self.0.push(','),
-        }
-    }
-    fn uuid(&mut self, u: Uuid) {
-        let _ = write!(self.0, "{u},");
-    }
-    fn opt_uuid(&mut self, u: Option<Uuid>) {
-        match u {
-            Some(u) => self.uuid(u),
-            None => self.0.push(','),
-        }
-    }
-    /// Microseconds, truncated, as the binary protocol stores them.
-    fn time(&mut self, t: DateTime<Utc>) {
-        self.0
-            .push_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true));
-        self.0.push(',');
-    }
-    fn opt_time(&mut self, t: Option<DateTime<Utc>>) {
-        match t {
-            Some(t) => self.time(t),
-            None => self.0.push(','),
-        }
-    }
-    fn array<T: std::fmt::Display>(&mut self, xs: &[T]) {
-        let inner: Vec<String> = xs.iter().map(|x| x.to_string()).collect();
-        let _ = write!(self.0, "\"{{{}}}\",", inner.join(","));
-    }
-    fn end(&mut self) {
-        self.0.pop();
-        self.0.push('\n');
-    }
 }
 
 fn item_csv(out: &mut Csv, i: &Item) {

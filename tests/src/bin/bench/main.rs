@@ -2,7 +2,6 @@
 //! figures as JSON (stdout) and a short summary (stderr). It starts the release services itself
 //! on a fresh database and NATS prefix. `--smoke` runs a few hundred complaints (CI).
 
-use qingling_events::ledger::types::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +13,7 @@ use qingling_tests::{complaint, rectified, TestEnv};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 
+mod history;
 mod measure;
 mod points_log;
 mod rebuild;
@@ -481,17 +481,12 @@ async fn main() -> anyhow::Result<()> {
         run_rebuilds.insert(service.into(), stats);
     }
 
-    // 5b. Rebuild of a generated history of `rebuild_events` ledger events.
+    // 5b. Every service's rebuild of a generated history of `rebuild_events` events.
     let rebuild = if a.rebuild_events > 0 {
-        rebuild_bench(a.rebuild_events).await?
+        rebuild_generated(a.rebuild_events as u64).await?
     } else {
         Value::Null
     };
-    eprintln!(
-        "  rebuild: {:.0} events/s over {} events",
-        rebuild["events_per_second"].as_f64().unwrap_or(0.0),
-        a.rebuild_events
-    );
 
     // 5d. qingling-admin verify over a generated export.
     let verify = points_log::verify_export(a.verify_entries).await?;
@@ -507,7 +502,7 @@ async fn main() -> anyhow::Result<()> {
                          "all_consumers_caught_up_seconds_later": settled.as_secs_f64()},
         "half_load": {"rate_per_second": rate.round(), "post_latency": half_post, "registration_to_visible": visible},
         "writeoff": {"items_per_second": writeoff_rate.round(), "items": wrote, "requests_retried_after_503": retried},
-        "rebuild": rebuild,
+        "rebuild_of_generated_history": rebuild,
         "rebuild_of_this_run": run_rebuilds,
         "map": points,
         "ledger_rss_mib_after_map_queries": (ledger_after_map as f64 / 1024.0 * 10.0).round() / 10.0,
