@@ -228,12 +228,12 @@ impl Fold {
 }
 
 const ITEMS_COPY: &str =
-    "copy items (item_id, district, street, category, status, updated_at) from stdin (format csv)";
+    "copy items (item_id, district, street, category, status, updated_at) from stdin (format csv, freeze)";
 const CLOSURES_COPY: &str = "copy closures (closure_id, item_id, district, street, category, outcome, checklist, rooms_cleared,
     partition_area_m2, evidence, note, status, requested_by, requested_at, reviewed_by, reviewed_at, review_note, reject_reason)
-    from stdin (format csv)";
+    from stdin (format csv, freeze)";
 const EVIDENCE_COPY: &str = "copy evidence (sha256, bytes, content_type, district, street, item_id, uploaded_by, received_at,
-    taken_at, lat, long) from stdin (format csv)";
+    taken_at, lat, long) from stdin (format csv, freeze)";
 
 fn item_csv(out: &mut Csv, i: &Item) {
     out.uuid(i.item_id);
@@ -290,6 +290,7 @@ pub async fn replay(
     c: &mut PgConnection,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> anyhow::Result<(u64, u64)> {
+    let started = std::time::Instant::now();
     let mut fold = Fold::default();
     let (mut own, mut foreign) = (0u64, 0u64);
     fold_log(
@@ -306,6 +307,7 @@ pub async fn replay(
         progress,
     )
     .await?;
+    let log_s = started.elapsed().as_secs_f64();
     let indexes = rebuild::drop_secondary_indexes(c, "closures").await?;
     let mut items: Vec<Item> = fold.items.into_values().collect();
     items.sort_unstable_by_key(|i| i.item_id);
@@ -316,6 +318,15 @@ pub async fn replay(
     let mut photos: Vec<Photo> = fold.evidence.into_values().collect();
     photos.sort_unstable_by(|a, b| a.uploaded.sha256.cmp(&b.uploaded.sha256));
     copy_rows(c, EVIDENCE_COPY, photos, photo_csv).await?;
+    let rows_s = started.elapsed().as_secs_f64() - log_s;
     rebuild::build_indexes(c, indexes).await?;
+    tracing::info!(
+        own,
+        foreign,
+        log_s,
+        rows_s,
+        indexes_s = started.elapsed().as_secs_f64() - log_s - rows_s,
+        "replayed the log"
+    );
     Ok((own, foreign))
 }

@@ -56,6 +56,7 @@ struct Args {
     instances: usize,
     /// Run against a three-node NATS cluster (started here) with three-replica streams.
     nats_cluster: bool,
+    rebuild_only: bool,
 }
 
 fn args() -> Args {
@@ -67,6 +68,7 @@ fn args() -> Args {
         verify_entries: 1_000_000,
         instances: 1,
         nats_cluster: false,
+        rebuild_only: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -84,6 +86,8 @@ fn args() -> Args {
             "--verify-entries" => a.verify_entries = num(),
             "--instances" => a.instances = num().max(1),
             "--nats-cluster" => a.nats_cluster = true,
+            // Only the rebuilds of a generated history (their JSON alone).
+            "--rebuild-only" => a.rebuild_only = true,
             "--smoke" => {
                 a = Args {
                     complaints: 300,
@@ -95,7 +99,7 @@ fn args() -> Args {
                 }
             }
             other => {
-                eprintln!("usage: qingling-bench [--complaints N] [--concurrency C] [--writeoffs M] [--rebuild-events E] [--verify-entries V] [--instances K] [--nats-cluster] [--smoke] (unknown {other})");
+                eprintln!("usage: qingling-bench [--complaints N] [--concurrency C] [--writeoffs M] [--rebuild-events E] [--verify-entries V] [--instances K] [--nats-cluster] [--smoke] [--rebuild-only] (unknown {other})");
                 std::process::exit(2);
             }
         }
@@ -106,6 +110,12 @@ fn args() -> Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args();
+    if a.rebuild_only {
+        let figures = rebuild_generated(a.rebuild_events as u64).await?;
+        let report = json!({ "rebuild_of_generated_history": figures });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let replicas = if a.nats_cluster { "3" } else { "1" };
     let mut env = TestEnv::new(&[("RUST_LOG", "warn"), ("QINGLING_NATS_REPLICAS", replicas)]);
     let cluster = if a.nats_cluster {

@@ -10,14 +10,18 @@ pub(crate) async fn rebuild_service(service: &str, url: &str) -> anyhow::Result<
         tokio::process::Command::new(qingling_tests::bin_dir().join(format!("qingling-{service}")))
             .arg("rebuild")
             .env("DATABASE_URL", url)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                "warn,qingling_intake::replay=info,qingling_ledger::replay=info,qingling_closure::replay=info",
+            )
             .output()
             .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "{log}");
+    // Where the replay's time went.
+    for line in log.lines().filter(|l| l.contains("replayed the log")) {
+        eprintln!("    {}", line.trim());
+    }
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
@@ -47,7 +51,13 @@ pub(crate) async fn rebuild_generated(events: u64) -> anyhow::Result<Value> {
             generated_s,
         );
         all.insert(service.name().into(), stats);
-        scratch.cleanup().await;
+        // QINGLING_BENCH_KEEP=1 keeps the generated databases, to profile a rebuild over them.
+        if std::env::var("QINGLING_BENCH_KEEP").as_deref() == Ok("1") {
+            eprintln!("    kept {url}");
+            std::mem::forget(scratch);
+        } else {
+            scratch.cleanup().await;
+        }
     }
     Ok(Value::Object(all))
 }
