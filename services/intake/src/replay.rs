@@ -139,6 +139,9 @@ pub struct Reveal {
 /// (district, month, street).
 type MetricKey = (Arc<str>, Arc<str>, Arc<str>);
 
+/// A point's street: (district, street, when its latest item was registered).
+type PointSeen = (Arc<str>, Arc<str>, DateTime<Utc>);
+
 /// What the log folds into. Pure: events in, rows out.
 #[derive(Debug, Default)]
 pub struct Fold {
@@ -150,7 +153,7 @@ pub struct Fold {
     /// (point, category) → the open item there.
     pub open_items: HashMap<(Uuid, Arc<str>), Uuid>,
     /// point → (district, street, registered at).
-    pub point_streets: HashMap<Uuid, (Arc<str>, Arc<str>, DateTime<Utc>)>,
+    pub point_streets: HashMap<Uuid, PointSeen>,
     pub dispatches: Vec<DispatchRow>,
     /// Each complaint's dispatches (indexes into `dispatches`).
     dispatches_of: HashMap<Uuid, Vec<usize>>,
@@ -630,7 +633,7 @@ fn point_street_csv(o: &mut Csv, (point, (district, street, at)): &PointStreet) 
     o.end();
 }
 
-type PointStreet = (Uuid, (Arc<str>, Arc<str>, DateTime<Utc>));
+type PointStreet = (Uuid, PointSeen);
 
 fn dispatch_csv(o: &mut Csv, d: &DispatchRow) {
     o.uuid(d.event_id);

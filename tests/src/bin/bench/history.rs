@@ -153,7 +153,7 @@ fn case(g: u64, at: DateTime<Utc>) -> Vec<Step> {
             closure_id,
         })
     };
-    let routed = if g % 3 == 0 {
+    let routed = if g.is_multiple_of(3) {
         Some(RoutedBy::Point)
     } else {
         None
@@ -173,7 +173,7 @@ fn case(g: u64, at: DateTime<Utc>) -> Vec<Step> {
         "operator",
         Ev::Ledger(registered(item, &street, a)),
     );
-    if g % 5 == 0 {
+    if g.is_multiple_of(5) {
         push(3, intake::stream(b), "operator", Ev::Intake(received(b)));
         push(
             3,
@@ -249,7 +249,7 @@ fn case(g: u64, at: DateTime<Utc>) -> Vec<Step> {
             street: street.clone(),
         }),
     );
-    if g % 10 == 0 {
+    if g.is_multiple_of(10) {
         push(
             10,
             ledger::stream(item),
@@ -408,14 +408,18 @@ fn case(g: u64, at: DateTime<Utc>) -> Vec<Step> {
             Some(closure_id),
         )),
     );
-    if g % 2 == 0 {
+    if g.is_multiple_of(2) {
         let satisfaction = [
             Satisfaction::Satisfied,
             Satisfaction::BasicallySatisfied,
             Satisfaction::Dissatisfied,
             Satisfaction::Unknown,
         ][(g / 2 % 4) as usize];
-        for c in if g % 5 == 0 { vec![a, b] } else { vec![a] } {
+        for c in if g.is_multiple_of(5) {
+            vec![a, b]
+        } else {
+            vec![a]
+        } {
             push(
                 21,
                 intake::stream(c),

@@ -19,10 +19,32 @@ pub(crate) async fn rebuild_service(service: &str, url: &str) -> anyhow::Result<
     let log = String::from_utf8_lossy(&out.stderr);
     anyhow::ensure!(out.status.success(), "{log}");
     // Where the replay's time went.
-    for line in log.lines().filter(|l| l.contains("replayed the log")) {
-        eprintln!("    {}", line.trim());
+    for line in log
+        .split(['\n', '\r'])
+        .filter(|l| l.contains("replayed the log"))
+    {
+        let plain: String = strip_ansi(line);
+        eprintln!("    {}", plain.trim());
     }
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// `s` without its terminal colour codes.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Each service's rebuild over its part of a generated history of `events` events (see
