@@ -330,3 +330,91 @@ pub async fn replay(
     );
     Ok((own, foreign))
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use qingling_events::closure::{Checklist, Outcome};
+    use qingling_events::testing::item_registered;
+
+    use super::*;
+
+    fn requested(closure_id: Uuid, item_id: Uuid) -> Parsed {
+        Parsed::Own {
+            stream_id: Some(closure_id),
+            actor: "street-jiukeshu".into(),
+            at: Utc::now(),
+            event: ClosureEvent::ClosureRequested(Requested {
+                closure_id,
+                item_id,
+                district: "tongzhou".into(),
+                street: "jiukeshu".into(),
+                category: "basement_illegal_residence".into(),
+                outcome: Outcome::Rectified,
+                checklist: Checklist::default(),
+                rooms_cleared: None,
+                partition_area_m2: None,
+                evidence: vec![],
+                note: String::new(),
+            }),
+        }
+    }
+
+    fn rejected(closure_id: Uuid, item_id: Uuid) -> Parsed {
+        Parsed::Own {
+            stream_id: Some(closure_id),
+            actor: "reviewer-tongzhou".into(),
+            at: Utc::now(),
+            event: ClosureEvent::ClosureRejected {
+                closure_id,
+                item_id,
+                reviewer: "reviewer-tongzhou".into(),
+                reason: "照片不清".into(),
+            },
+        }
+    }
+
+    /// One pending request per item, as the unique index keeps it live: a second is refused until
+    /// the first is decided; the item follows the ledger's events.
+    #[test]
+    fn one_pending_request_per_item_and_items_follow_the_ledger() {
+        let mut fold = Fold::default();
+        let item = Uuid::now_v7();
+        fold.apply(Parsed::Ledger {
+            at: Utc::now(),
+            event: item_registered(item, "jiukeshu", None),
+        })
+        .unwrap();
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        fold.apply(requested(first, item)).unwrap();
+        let again = fold.apply(requested(second, item)).unwrap_err();
+        assert!(again.downcast_ref::<AlreadyPending>().is_some(), "{again}");
+        fold.apply(rejected(first, item)).unwrap();
+        fold.apply(requested(second, item)).unwrap();
+        assert_eq!(fold.closures[&first].status, "rejected");
+        assert_eq!(
+            fold.closures[&first].reject_reason.as_deref(),
+            Some("照片不清")
+        );
+        assert_eq!(fold.closures[&second].status, "pending");
+        fold.apply(Parsed::Ledger {
+            at: Utc::now(),
+            event: ItemEvent::ItemAcknowledged {
+                item_id: item,
+                street: "jiukeshu".into(),
+            },
+        })
+        .unwrap();
+        assert_eq!(fold.items[&item].status, "acknowledged");
+        // A ledger event about an item closure never learnt changes nothing.
+        fold.apply(Parsed::Ledger {
+            at: Utc::now(),
+            event: ItemEvent::ItemAcknowledged {
+                item_id: Uuid::now_v7(),
+                street: "jiukeshu".into(),
+            },
+        })
+        .unwrap();
+        assert_eq!(fold.items.len(), 1);
+    }
+}

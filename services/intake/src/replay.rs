@@ -730,3 +730,131 @@ pub async fn replay(
     );
     Ok((own, foreign))
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use qingling_events::intake::{Received, Satisfaction, Urgency};
+    use qingling_events::testing::{dispatched, item_registered};
+
+    use super::*;
+
+    fn own(id: Uuid, event: ComplaintEvent) -> Parsed {
+        Parsed::Own {
+            event_id: Uuid::now_v7(),
+            complaint_id: id,
+            actor: "operator-tongzhou".into(),
+            at: Utc::now(),
+            event,
+        }
+    }
+
+    fn received(id: Uuid, point: Uuid) -> Parsed {
+        own(
+            id,
+            ComplaintEvent::ComplaintReceived(Received {
+                complaint_id: id,
+                district: "tongzhou".into(),
+                street: "jiukeshu".into(),
+                category: "basement_illegal_residence".into(),
+                urgency: Urgency::Normal,
+                point_id: point,
+                point: serde_json::json!({}),
+                description: String::new(),
+                received_at: Utc::now(),
+            }),
+        )
+    }
+
+    fn ledger(event: ItemEvent) -> Parsed {
+        Parsed::Ledger {
+            event_id: Uuid::now_v7(),
+            at: Utc::now(),
+            event,
+        }
+    }
+
+    fn counters(fold: &Fold, street: &str) -> Counters {
+        fold.metrics
+            .iter()
+            .filter(|(k, _)| &*k.2 == street)
+            .fold(Counters::default(), |a, (_, c)| a.plus(c))
+    }
+
+    /// A complaint's part in the street counters moves with it: counted on dispatch, resolved on
+    /// write-off, its satisfaction on follow-up; returned, it leaves its street's count, and a
+    /// re-dispatch counts it for the new street.
+    #[test]
+    fn the_street_counters_follow_a_complaint() {
+        let mut fold = Fold::default();
+        let (id, point, item) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        fold.apply(received(id, point)).unwrap();
+        let d = dispatched(id, "jiukeshu", point, Utc::now());
+        fold.apply(own(id, ComplaintEvent::ComplaintDispatched(d)))
+            .unwrap();
+        assert_eq!(counters(&fold, "jiukeshu").received, 1);
+        fold.apply(ledger(item_registered(item, "jiukeshu", Some(id))))
+            .unwrap();
+        assert_eq!(fold.complaints[&id].status, "registered");
+        assert_eq!(fold.complaints[&id].item_id, Some(item));
+        assert_eq!(fold.open_items.len(), 1);
+        fold.apply(ledger(ItemEvent::ItemAcknowledged {
+            item_id: item,
+            street: "jiukeshu".into(),
+        }))
+        .unwrap();
+        assert_eq!(counters(&fold, "jiukeshu").responded_on_time, 1);
+
+        // Returned: no longer the street's; re-dispatched elsewhere, counted there afresh.
+        fold.apply(own(
+            id,
+            ComplaintEvent::ComplaintReturned {
+                complaint_id: id,
+                street: "jiukeshu".into(),
+                reason: "不属于本辖区".into(),
+                reason_code: None,
+            },
+        ))
+        .unwrap();
+        assert_eq!(counters(&fold, "jiukeshu"), Counters::default());
+        assert!(fold.complaints[&id].return_pending);
+        assert!(fold.dispatches[0].returned);
+        let mut again = dispatched(id, "yongshun", point, Utc::now());
+        again.redispatch = true;
+        fold.apply(own(id, ComplaintEvent::ComplaintDispatched(again)))
+            .unwrap();
+        assert_eq!(counters(&fold, "yongshun").received, 1);
+        assert_eq!(fold.complaints[&id].item_id, None);
+        let second = Uuid::now_v7();
+        fold.apply(ledger(item_registered(second, "yongshun", Some(id))))
+            .unwrap();
+        fold.apply(ledger(ItemEvent::ItemWrittenOff(
+            qingling_events::ledger::WrittenOff {
+                item_id: second,
+                district: "tongzhou".into(),
+                street: "yongshun".into(),
+                category: "basement_illegal_residence".into(),
+                point_id: point,
+                kind: WriteOffKind::Rectified,
+                closure_id: None,
+            },
+        )))
+        .unwrap();
+        fold.apply(own(
+            id,
+            ComplaintEvent::FollowUpRecorded {
+                complaint_id: id,
+                satisfaction: Satisfaction::Satisfied,
+                note: String::new(),
+            },
+        ))
+        .unwrap();
+        let c = counters(&fold, "yongshun");
+        assert_eq!((c.received, c.resolved, c.satisfied), (1, 1, 1));
+        assert_eq!(fold.complaints[&id].status, "followed_up");
+        // The ledger's events are in the history: two registrations, an acknowledgement, the
+        // write-off.
+        assert_eq!(fold.history.len(), 4);
+        assert_eq!(fold.dispatches.len(), 2);
+    }
+}
