@@ -57,37 +57,40 @@ const PAGE: i64 = 5_000;
 
 /// Reads the own log and the inbox merged in apply order (the order a rebuild must follow), and
 /// passes each event through `parse` on a task of its own while the caller folds the previous
-/// page. `fold` gets the events in order; the number of events read is returned.
+/// page. `fold` gets the events in order; the numbers of own and foreign events read are returned.
 pub async fn fold_log<T: Send + 'static>(
     pool: &PgPool,
     parse: fn(Logged) -> anyhow::Result<T>,
     mut fold: impl FnMut(T) -> anyhow::Result<()>,
     progress: &mut (dyn FnMut(u64) + Send),
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, u64)> {
     let (rows_tx, mut rows) = mpsc::channel::<Vec<Logged>>(2);
-    let (pages_tx, mut pages) = mpsc::channel::<anyhow::Result<Vec<T>>>(2);
+    let (pages_tx, mut pages) = mpsc::channel::<anyhow::Result<Vec<(bool, T)>>>(2);
     let reader = tokio::spawn(read_log(pool.clone(), rows_tx));
     let parser = tokio::spawn(async move {
         while let Some(raw) = rows.recv().await {
             let page = raw
                 .into_iter()
-                .map(|l| parse(l.opened()?))
-                .collect::<anyhow::Result<Vec<T>>>();
+                .map(|l| Ok((l.own, parse(l.opened()?)?)))
+                .collect::<anyhow::Result<Vec<(bool, T)>>>();
             let failed = page.is_err();
             if pages_tx.send(page).await.is_err() || failed {
                 return;
             }
         }
     });
-    let mut done = 0u64;
+    let (mut own, mut foreign) = (0u64, 0u64);
     let folded = async {
         while let Some(page) = pages.recv().await {
-            let page = page?;
-            done += page.len() as u64;
-            for ev in page {
+            for (is_own, ev) in page? {
+                if is_own {
+                    own += 1;
+                } else {
+                    foreign += 1;
+                }
                 fold(ev)?;
             }
-            progress(done);
+            progress(own + foreign);
         }
         anyhow::Ok(())
     }
@@ -98,7 +101,7 @@ pub async fn fold_log<T: Send + 'static>(
     parser.await?;
     folded?;
     read?;
-    Ok(done)
+    Ok((own, foreign))
 }
 
 /// The own log and the inbox, merged by apply order, in pages. Each is read by its own index in

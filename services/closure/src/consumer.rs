@@ -10,8 +10,8 @@ use crate::store;
 
 pub struct LedgerEvents;
 
-/// The ledger's event types closure acts on.
-const HANDLED: [&str; 5] = [
+/// The ledger's event types closure acts on (its rebuild's replay reads the others as nothing).
+pub(crate) const HANDLED: [&str; 5] = [
     types::ITEM_REGISTERED,
     types::ITEM_ACKNOWLEDGED,
     types::ITEM_CLOSURE_PENDING,

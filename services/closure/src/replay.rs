@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use qingling_events::closure::{ClosureEvent, Requested, Uploaded};
-use qingling_events::ledger::{types, ItemEvent};
+use qingling_events::ledger::ItemEvent;
 use qingling_events::Event;
 use qingling_shared::rebuild;
 use qingling_shared::replay::{copy_rows, fold_log, Csv, Logged};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::consumer::HANDLED;
 use crate::projector::AlreadyPending;
 
 /// An event of the replay, parsed.
@@ -32,15 +33,6 @@ pub enum Parsed {
     /// Changes nothing here (a type of a newer release, or a ledger event closure ignores).
     Nothing,
 }
-
-/// The ledger's event types closure acts on (as its consumer).
-const HANDLED: [&str; 5] = [
-    types::ITEM_REGISTERED,
-    types::ITEM_ACKNOWLEDGED,
-    types::ITEM_CLOSURE_PENDING,
-    types::ITEM_CLOSURE_REJECTED,
-    types::ITEM_WRITTEN_OFF,
-];
 
 pub fn parse(l: Logged) -> anyhow::Result<Parsed> {
     if l.own {
@@ -292,21 +284,7 @@ pub async fn replay(
 ) -> anyhow::Result<(u64, u64)> {
     let started = std::time::Instant::now();
     let mut fold = Fold::default();
-    let (mut own, mut foreign) = (0u64, 0u64);
-    fold_log(
-        pool,
-        |l| Ok((l.own, parse(l)?)),
-        |(is_own, p)| {
-            if is_own {
-                own += 1;
-            } else {
-                foreign += 1;
-            }
-            fold.apply(p)
-        },
-        progress,
-    )
-    .await?;
+    let (own, foreign) = fold_log(pool, parse, |p| fold.apply(p), progress).await?;
     let log_s = started.elapsed().as_secs_f64();
     let indexes = rebuild::drop_secondary_indexes(c, "closures").await?;
     let mut items: Vec<Item> = fold.items.into_values().collect();

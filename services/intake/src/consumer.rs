@@ -16,8 +16,8 @@ use crate::store;
 
 pub struct LedgerEvents;
 
-/// The ledger's event types intake acts on.
-const HANDLED: [&str; 7] = [
+/// The ledger's event types intake acts on (its rebuild's replay reads the others as nothing).
+pub(crate) const HANDLED: [&str; 7] = [
     types::ITEM_REGISTERED,
     types::COMPLAINT_LINKED,
     types::COMPLAINT_UNLINKED,

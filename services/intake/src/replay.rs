@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use qingling_events::intake::{ComplaintEvent, ReturnReason, RoutedBy};
-use qingling_events::ledger::{types, ItemEvent, WriteOffKind};
+use qingling_events::ledger::{ItemEvent, WriteOffKind};
 use qingling_events::Event;
 use qingling_shared::rebuild;
 use qingling_shared::replay::{copy_rows, fold_log, Csv, Logged};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::consumer::HANDLED;
 use crate::domain::{month_of, Counters, MetricFlags, Status};
 
 /// An event of the replay, parsed.
@@ -35,17 +36,6 @@ pub enum Parsed {
     /// Changes no projection (a type of a newer release, or a ledger event intake ignores).
     Nothing,
 }
-
-/// The ledger's event types intake acts on (as its consumer).
-const HANDLED: [&str; 7] = [
-    types::ITEM_REGISTERED,
-    types::COMPLAINT_LINKED,
-    types::COMPLAINT_UNLINKED,
-    types::COMPLAINT_RETURN_REFUSED,
-    types::ITEM_WRITTEN_OFF,
-    types::ITEM_ACKNOWLEDGED,
-    types::ITEM_OVERDUE,
-];
 
 pub fn parse(l: Logged) -> anyhow::Result<Parsed> {
     if l.own {
@@ -658,21 +648,7 @@ pub async fn replay(
 ) -> anyhow::Result<(u64, u64)> {
     let started = std::time::Instant::now();
     let mut fold = Fold::default();
-    let (mut own, mut foreign) = (0u64, 0u64);
-    fold_log(
-        pool,
-        |l| Ok((l.own, parse(l)?)),
-        |(is_own, p)| {
-            if is_own {
-                own += 1;
-            } else {
-                foreign += 1;
-            }
-            fold.apply(p)
-        },
-        progress,
-    )
-    .await?;
+    let (own, foreign) = fold_log(pool, parse, |p| fold.apply(p), progress).await?;
     let log_s = started.elapsed().as_secs_f64();
     let mut indexes = vec![];
     for table in [
